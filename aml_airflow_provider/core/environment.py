@@ -1,0 +1,51 @@
+"""``Environment`` (SDK v1 path): the software a step runs with."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aml_airflow_provider.core.conda_dependencies import CondaDependencies
+
+
+class _PythonSection:
+    def __init__(self) -> None:
+        self.conda_dependencies = CondaDependencies()
+        self.user_managed_dependencies = False
+        self.interpreter_path = "python"
+
+
+class _DockerSection:
+    def __init__(self) -> None:
+        self.enabled = False
+        self.base_image: str | None = None
+
+
+class Environment:
+    """A named environment: Python packages, environment variables and (recorded only) a docker image.
+
+    :param name: the environment's name
+    """
+
+    def __init__(self, name: str = "default") -> None:
+        self.name = name
+        self.version: str | None = None
+        self.python = _PythonSection()
+        self.docker = _DockerSection()
+        self.environment_variables: dict[str, str] = {}
+
+    @staticmethod
+    def from_pip_requirements(name: str, file_path: str) -> Environment:
+        env = Environment(name)
+        with open(file_path, encoding="utf-8") as fh:
+            for line in fh:
+                line = line.split("#", 1)[0].strip()
+                if line:
+                    env.python.conda_dependencies.add_pip_package(line)
+        return env
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "dependencies": self.python.conda_dependencies.to_dict(),
+            "docker_image": self.docker.base_image if self.docker.enabled else None,
+        }

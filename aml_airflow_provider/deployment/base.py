@@ -1,0 +1,101 @@
+"""What the authoring model needs from an Airflow deployment, independent of how it is reached."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+#: Prefixes of the Airflow connections that make up a workspace's registry.
+WORKSPACE_CONN_PREFIX = "aml_workspace."
+DATASTORE_CONN_PREFIX = "aml_datastore."
+COMPUTE_CONN_PREFIX = "aml_compute."
+WORKSPACE_CONN_TYPE = "aml-workspace"
+
+
+def workspace_conn_id(workspace: str) -> str:
+    return f"{WORKSPACE_CONN_PREFIX}{workspace}"
+
+
+def datastore_conn_id(workspace: str, datastore: str) -> str:
+    return f"{DATASTORE_CONN_PREFIX}{workspace}.{datastore}"
+
+
+def compute_conn_id(workspace: str, compute: str) -> str:
+    return f"{COMPUTE_CONN_PREFIX}{workspace}.{compute}"
+
+
+@dataclass(frozen=True)
+class ConnectionRecord:
+    """An Airflow connection as the model sees it.
+
+    :param conn_id: connection id
+    :param conn_type: connection type
+    :param extra: non-secret settings (the connection's ``extra`` JSON)
+    :param password: the secret, if any (never printed: excluded from ``repr``)
+    """
+
+    conn_id: str
+    conn_type: str
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    password: str | None = field(default=None, repr=False)
+    description: str | None = None
+
+    @property
+    def extra_json(self) -> str:
+        return json.dumps(dict(self.extra), sort_keys=True)
+
+
+@dataclass(frozen=True)
+class TaskRecord:
+    """One task instance of a DAG run."""
+
+    task_id: str
+    state: str | None
+    try_number: int
+    start_date: datetime | None
+    end_date: datetime | None
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One DAG run."""
+
+    dag_id: str
+    run_id: str
+    state: str | None
+    conf: Mapping[str, Any]
+    start_date: datetime | None
+    end_date: datetime | None
+
+
+class Deployment(Protocol):
+    """An Airflow deployment: its connections, its dags folder, and its runs."""
+
+    airflow_home: Path
+
+    def get_connection(self, conn_id: str) -> ConnectionRecord | None: ...
+
+    def put_connection(self, record: ConnectionRecord) -> None: ...
+
+    def delete_connection(self, conn_id: str) -> None: ...
+
+    def list_connections(self, prefix: str) -> list[ConnectionRecord]: ...
+
+    @property
+    def dags_folder(self) -> Path: ...
+
+    def trigger(self, dag_file: Path, dag_id: str, conf: Mapping[str, Any]) -> str: ...
+
+    def dag_run(self, dag_id: str, run_id: str) -> RunRecord | None: ...
+
+    def list_dag_runs(self, dag_id: str) -> list[RunRecord]: ...
+
+    def find_dag_runs(self, run_id: str, dag_id_prefix: str | None = None) -> list[RunRecord]: ...
+
+    def task_instances(self, dag_id: str, run_id: str) -> list[TaskRecord]: ...
+
+    def xcoms(self, dag_id: str, run_id: str, task_id: str) -> dict[str, Any]: ...

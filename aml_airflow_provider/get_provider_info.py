@@ -1,0 +1,56 @@
+"""Provider metadata read by Airflow (entry point ``apache_airflow_provider``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def get_provider_info() -> dict[str, Any]:
+    from aml_airflow_provider import __version__
+
+    string = {"type": ["string", "null"]}
+    return {
+        "package-name": "aml-airflow-provider",
+        "name": "Azure ML SDK v1 pipelines",
+        "description": "Run Azure Machine Learning SDK v1 pipelines (PythonScriptStep, datastores, "
+        "PipelineData, PipelineParameter) as Airflow DAGs.",
+        "versions": [__version__],
+        "connection-types": [
+            {
+                "hook-class-name": "aml_airflow_provider.hooks.datastore.AmlDatastoreHook",
+                "hook-name": "AML blob datastore",
+                "connection-type": "aml-blob-datastore",
+                "conn-fields": {
+                    "container_name": {"label": "Container", "schema": string},
+                    "account_name": {"label": "Storage account", "schema": string},
+                    "account_url": {"label": "Account URL", "schema": string},
+                    "credential": {
+                        "label": "Credential kind",
+                        "description": "connection_string, account_key, sas_token or default_azure_credential; "
+                        "the secret itself goes in Password.",
+                        "schema": {
+                            "type": ["string", "null"],
+                            "enum": [
+                                "connection_string",
+                                "account_key",
+                                "sas_token",
+                                "default_azure_credential",
+                                None,
+                            ],
+                        },
+                    },
+                },
+                "ui-field-behaviour": {
+                    "hidden-fields": ["host", "schema", "login", "port"],
+                    "relabeling": {"password": "Account key, SAS token or connection string"},
+                },
+            },
+            {
+                "hook-class-name": "aml_airflow_provider.hooks.datastore.AmlLocalDatastoreHook",
+                "hook-name": "AML local-folder datastore",
+                "connection-type": "aml-local-datastore",
+                "conn-fields": {"root": {"label": "Folder", "schema": string}},
+                "ui-field-behaviour": {"hidden-fields": ["host", "schema", "login", "password", "port"]},
+            },
+        ],
+    }

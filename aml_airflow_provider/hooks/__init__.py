@@ -1,0 +1,1 @@
+"""Hooks of aml_airflow_provider."""

@@ -1,0 +1,1 @@
+"""Pipelines (SDK v1 ``azureml.pipeline``)."""

@@ -1,0 +1,24 @@
+"""Pipeline building blocks and runs (SDK v1 ``azureml.pipeline.core``)."""
+
+from aml_airflow_provider.pipeline.core.builder import (
+    InputPortBinding,
+    PipelineData,
+    PipelineStep,
+    StepSequence,
+)
+from aml_airflow_provider.pipeline.core.graph import PipelineParameter, PortDataReference
+from aml_airflow_provider.pipeline.core.pipeline import Pipeline
+from aml_airflow_provider.pipeline.core.run import PipelineRun, StepRun, StepRunOutput
+
+__all__ = [
+    "InputPortBinding",
+    "Pipeline",
+    "PipelineData",
+    "PipelineParameter",
+    "PipelineRun",
+    "PipelineStep",
+    "PortDataReference",
+    "StepRun",
+    "StepRunOutput",
+    "StepSequence",
+]

@@ -1,0 +1,260 @@
+"""``PipelineRun``, ``StepRun`` and ``StepRunOutput``: a DAG run, its task instances, and their outputs."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TYPE_CHECKING, Any
+
+from aml_airflow_provider.exceptions import ActivityFailedException, UserErrorException
+from aml_airflow_provider.pipeline.core.graph import PortDataReference
+from aml_airflow_provider.uris import DatastoreUri
+
+if TYPE_CHECKING:
+    from aml_airflow_provider.core.experiment import Experiment
+    from aml_airflow_provider.core.workspace import Workspace
+    from aml_airflow_provider.deployment.base import TaskRecord
+    from aml_airflow_provider.spec import PipelineSpec, StepSpec
+
+#: Airflow DAG-run states as v1 pipeline-run statuses.
+RUN_STATUS = {"queued": "NotStarted", "running": "Running", "success": "Finished", "failed": "Failed"}
+#: Airflow task-instance states as v1 step-run statuses.
+STEP_STATUS = {
+    None: "NotStarted",
+    "none": "NotStarted",
+    "scheduled": "Queued",
+    "queued": "Queued",
+    "running": "Running",
+    "deferred": "Running",
+    "up_for_retry": "Running",
+    "up_for_reschedule": "Running",
+    "restarting": "Running",
+    "success": "Finished",
+    "failed": "Failed",
+    "upstream_failed": "Canceled",
+    "removed": "Canceled",
+    "skipped": "Bypassed",
+}
+TERMINAL = {"Finished", "Failed", "Canceled"}
+
+
+def _state_name(state: str | None) -> str | None:
+    # Airflow's enums print as "TaskInstanceState.SUCCESS" in some versions; keep the value.
+    if state is None:
+        return None
+    return state.rsplit(".", 1)[-1].lower()
+
+
+class PipelineRun:
+    """A run of a pipeline: one Airflow DAG run of the experiment's DAG.
+
+    :param experiment: the experiment
+    :param run_id: the DAG run id
+    """
+
+    def __init__(self, experiment: Experiment, run_id: str, _spec: PipelineSpec | None = None) -> None:
+        self.experiment = experiment
+        self._run_id = run_id
+        self._spec = _spec
+
+    @staticmethod
+    def get(workspace: Workspace, run_id: str) -> PipelineRun:
+        """The run with this id (the newest, if several experiments have one)."""
+        from aml_airflow_provider.core.experiment import Experiment
+
+        runs = workspace._deployment.find_dag_runs(run_id)
+        if not runs:
+            raise UserErrorException(f"No pipeline run with id {run_id!r} in workspace '{workspace.name}'.")
+        return PipelineRun(Experiment(workspace, runs[0].dag_id), run_id)
+
+    @property
+    def id(self) -> str:
+        return self._run_id
+
+    @property
+    def workspace(self) -> Workspace:
+        return self.experiment.workspace
+
+    @property
+    def _deployment(self):
+        return self.workspace._deployment
+
+    @property
+    def spec(self) -> PipelineSpec:
+        """The spec the experiment's DAG runs."""
+        if self._spec is None:
+            from aml_airflow_provider.dagfile import GENERATED_DIR, read_dag_document
+
+            path = self._deployment.dags_folder / GENERATED_DIR / f"{self.experiment.dag_id}.py"
+            self._spec = read_dag_document(path)[2]
+        return self._spec
+
+    def _record(self):
+        record = self._deployment.dag_run(self.experiment.dag_id, self._run_id)
+        if record is None:
+            raise UserErrorException(f"Pipeline run {self._run_id!r} of experiment '{self.experiment.name}' not found.")
+        return record
+
+    def get_status(self) -> str:
+        """``NotStarted``, ``Running``, ``Finished``, ``Failed`` (v1 words)."""
+        return RUN_STATUS.get(_state_name(self._record().state) or "queued", "Running")
+
+    def get_details(self) -> dict[str, Any]:
+        record = self._record()
+        return {
+            "runId": self._run_id,
+            "experiment": self.experiment.name,
+            "status": self.get_status(),
+            "startTimeUtc": record.start_date.isoformat() if record.start_date else None,
+            "endTimeUtc": record.end_date.isoformat() if record.end_date else None,
+            "parameters": {k: v for k, v in record.conf.items() if k != "aml_tags"},
+            "tags": record.conf.get("aml_tags", {}),
+        }
+
+    def get_tags(self) -> dict[str, str]:
+        return dict(self._record().conf.get("aml_tags", {}))
+
+    def get_steps(self) -> list[StepRun]:
+        """The step runs that have started or finished, in start order."""
+        steps = []
+        for ti in self._deployment.task_instances(self.experiment.dag_id, self._run_id):
+            if STEP_STATUS.get(_state_name(ti.state), "Running") in ("NotStarted", "Queued"):
+                continue
+            steps.append(StepRun(self, self.spec.step(ti.task_id), ti))
+        return steps
+
+    get_children = get_steps
+
+    def find_step_run(self, name: str) -> list[StepRun]:
+        """Step runs of steps named ``name``."""
+        return [s for s in self.get_steps() if s.name == name]
+
+    def wait_for_completion(
+        self, show_output: bool = True, timeout_seconds: float = sys.maxsize, raise_on_error: bool = True
+    ) -> str:
+        """Wait until the run ends; return its status.
+
+        :param show_output: print each step's status and outputs
+        :param timeout_seconds: give up waiting after this long
+        :param raise_on_error: raise :class:`ActivityFailedException` if the run failed
+        """
+        deadline = time.monotonic() + timeout_seconds
+        status = self.get_status()
+        while status not in TERMINAL and time.monotonic() < deadline:
+            time.sleep(1)
+            status = self.get_status()
+        if show_output:
+            print(self.summary(), flush=True)
+        if status == "Failed" and raise_on_error:
+            failed = [s.name for s in self.get_steps() if s.get_status() == "Failed"]
+            raise ActivityFailedException(
+                f"Pipeline run {self._run_id} failed (failed steps: {', '.join(failed) or 'none'}). "
+                "See the step logs in the Airflow task logs."
+            )
+        return status
+
+    def summary(self) -> str:
+        """A readable table of steps, statuses and outputs."""
+        lines = [f"PipelineRun {self._run_id} (experiment '{self.experiment.name}'): {self.get_status()}"]
+        for ti in self._deployment.task_instances(self.experiment.dag_id, self._run_id):
+            step = StepRun(self, self.spec.step(ti.task_id), ti)
+            lines.append(f"  StepRun {step.name!r}: {step.get_status()}")
+            for name, uri in step._output_uris().items():
+                lines.append(f"    output {name}: {uri}")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return f"PipelineRun(experiment={self.experiment.name!r}, id={self._run_id!r})"
+
+
+class StepRun:
+    """A run of one step: an Airflow task instance."""
+
+    def __init__(self, pipeline_run: PipelineRun, step: StepSpec, record: TaskRecord | None = None) -> None:
+        self.pipeline_run = pipeline_run
+        self._step = step
+        self._ti = record
+
+    @property
+    def name(self) -> str:
+        return self._step.name
+
+    @property
+    def task_id(self) -> str:
+        return self._step.task_id
+
+    @property
+    def id(self) -> str:
+        return f"{self.pipeline_run.id}.{self._step.task_id}"
+
+    @property
+    def parent(self) -> PipelineRun:
+        return self.pipeline_run
+
+    def _record(self) -> TaskRecord | None:
+        run = self.pipeline_run
+        for ti in run._deployment.task_instances(run.experiment.dag_id, run.id):
+            if ti.task_id == self._step.task_id:
+                self._ti = ti
+        return self._ti
+
+    def get_status(self) -> str:
+        ti = self._record()
+        return STEP_STATUS.get(_state_name(ti.state) if ti else None, "Running")
+
+    def get_details(self) -> dict[str, Any]:
+        ti = self._record()
+        return {
+            "runId": self.id,
+            "name": self.name,
+            "status": self.get_status(),
+            "taskId": self.task_id,
+            "tryNumber": ti.try_number if ti else 0,
+            "startTimeUtc": ti.start_date.isoformat() if ti and ti.start_date else None,
+            "endTimeUtc": ti.end_date.isoformat() if ti and ti.end_date else None,
+        }
+
+    def _output_uris(self) -> dict[str, str]:
+        run = self.pipeline_run
+        xcoms = run._deployment.xcoms(run.experiment.dag_id, run.id, self._step.task_id)
+        return {o.name: xcoms[o.name] for o in self._step.outputs if isinstance(xcoms.get(o.name), str)}
+
+    def get_outputs(self) -> dict[str, StepRunOutput]:
+        """Outputs this step run produced, by name."""
+        return {name: StepRunOutput(self, name, uri) for name, uri in self._output_uris().items()}
+
+    def get_output(self, name: str) -> StepRunOutput:
+        outputs = self.get_outputs()
+        if name not in outputs:
+            declared = [o.name for o in self._step.outputs]
+            raise UserErrorException(
+                f"Step '{self.name}' has no output '{name}' in run {self.pipeline_run.id} "
+                f"(declared outputs: {', '.join(declared) or 'none'}; status {self.get_status()})."
+            )
+        return outputs[name]
+
+    def get_output_data(self, name: str) -> PortDataReference:
+        """Where the output ``name`` was written."""
+        return self.get_output(name).get_port_data_reference()
+
+    def __repr__(self) -> str:
+        return f"StepRun(name={self.name!r}, id={self.id!r})"
+
+
+class StepRunOutput:
+    """One output of a step run."""
+
+    def __init__(self, step_run: StepRun, name: str, uri: str) -> None:
+        self.step_run = step_run
+        self.name = name
+        self.uri = uri
+
+    def get_port_data_reference(self) -> PortDataReference:
+        from aml_airflow_provider.core.datastore import Datastore
+
+        location = DatastoreUri.parse(self.uri)
+        workspace = self.step_run.pipeline_run.workspace
+        return PortDataReference(Datastore(workspace, location.datastore), location.path, self.name)
+
+    def __repr__(self) -> str:
+        return f"StepRunOutput(name={self.name!r}, uri={self.uri!r})"

@@ -1,0 +1,67 @@
+"""Submitting a pipeline: check the parameters, write the experiment's DAG, trigger a run."""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from typing import TYPE_CHECKING, Any
+
+from aml_airflow_provider.dagfile import write_dag_file
+from aml_airflow_provider.exceptions import PipelineParameterError
+from aml_airflow_provider.parameters import resolve_parameter_values
+from aml_airflow_provider.uris import DatastoreUri
+
+if TYPE_CHECKING:
+    from aml_airflow_provider.core.experiment import Experiment
+    from aml_airflow_provider.pipeline.core.pipeline import Pipeline
+    from aml_airflow_provider.pipeline.core.run import PipelineRun
+
+#: v1 ``submit`` arguments that mean nothing here; accepted so migrated calls keep working.
+_IGNORED = {"credential_passthrough", "enable_email_notification", "parent_run_id", "show_output"}
+
+
+def submit_pipeline(
+    experiment: Experiment,
+    pipeline: Pipeline,
+    *,
+    tags: dict[str, str] | None = None,
+    pipeline_parameters: dict[str, Any] | None = None,
+    continue_on_step_failure: bool = False,
+    regenerate_outputs: bool = False,
+    **kwargs: Any,
+) -> PipelineRun:
+    """Run ``pipeline`` as a run of ``experiment``; see :meth:`Experiment.submit`."""
+    from aml_airflow_provider.pipeline.core.run import PipelineRun
+
+    if "pipeline_params" in kwargs:
+        warnings.warn("pipeline_params is deprecated; use pipeline_parameters.", DeprecationWarning, stacklevel=3)
+        pipeline_parameters = {**kwargs.pop("pipeline_params"), **(pipeline_parameters or {})}
+    unknown = set(kwargs) - _IGNORED
+    if unknown:
+        raise TypeError(f"submit got unexpected keyword arguments: {sorted(unknown)}")
+    workspace = experiment.workspace
+    spec = dataclasses.replace(pipeline.spec, continue_on_step_failure=bool(continue_on_step_failure))
+    conf = resolve_parameter_values(spec, pipeline_parameters)
+    for param in spec.parameters:
+        if param.type == "datapath":
+            store = DatastoreUri.parse(conf[param.name]).datastore
+            if store not in workspace.datastores:
+                raise PipelineParameterError(
+                    f"Pipeline parameter '{param.name}': datastore '{store}' is not registered in workspace "
+                    f"'{workspace.name}'."
+                )
+    if tags:
+        conf["aml_tags"] = {str(k): str(v) for k, v in tags.items()}
+    if regenerate_outputs:
+        conf["regenerate_outputs"] = True
+    deployment = workspace._deployment
+    dag_file = write_dag_file(
+        deployment.dags_folder,
+        experiment.dag_id,
+        spec,
+        title=f"AML experiment '{experiment.name}' of workspace '{workspace.name}'",
+        dag_kwargs={"tags": ["aml", "aml-experiment"], "description": spec.description},
+    )
+    run_id = deployment.trigger(dag_file, experiment.dag_id, conf)
+    print(f"Submitted PipelineRun {run_id} (experiment '{experiment.name}')", flush=True)
+    return PipelineRun(experiment, run_id, _spec=spec)

@@ -1,0 +1,5 @@
+"""Step kinds (SDK v1 ``azureml.pipeline.steps``)."""
+
+from aml_airflow_provider.pipeline.steps.python_script_step import PythonScriptStep
+
+__all__ = ["PythonScriptStep"]

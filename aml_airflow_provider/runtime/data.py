@@ -1,0 +1,154 @@
+"""A step's data: inputs made local before it runs, outputs staged while it runs and published after."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from aml_airflow_provider.exceptions import DatastoreError, UserErrorException
+from aml_airflow_provider.spec import InputSpec, OutputSpec
+from aml_airflow_provider.storage.base import DatastoreBackend, remove_path
+from aml_airflow_provider.uris import DatastoreUri
+
+
+def local_subpath(base: Path, relative: str | None, *, what: str) -> Path:
+    """``base / relative``, refusing absolute paths and ``..`` (a step may only write inside its folder)."""
+    if not relative:
+        return base
+    rel = PurePosixPath(relative.replace("\\", "/"))
+    if rel.is_absolute() or ".." in rel.parts:
+        raise UserErrorException(f"{what}: {relative!r} must be a relative path inside the step's working directory.")
+    return base.joinpath(*rel.parts)
+
+
+@dataclass
+class _StagedOutput:
+    name: str
+    local: Path
+    location: DatastoreUri
+    backend: DatastoreBackend
+    staging: Path | None
+
+
+@dataclass
+class _Upload:
+    name: str
+    local: Path
+    location: DatastoreUri
+    backend: DatastoreBackend
+    overwrite: bool
+
+
+class StepData:
+    """Inputs and outputs of one step run.
+
+    :param backends: opens the backend of a datastore name (cached by the caller)
+    :param work_dir: the step's private folder (inputs and staged outputs go under it)
+    :param script_dir: the script's working directory (``path_on_compute`` is relative to it)
+    :param log: the task logger
+    """
+
+    def __init__(
+        self,
+        backends: Callable[[str], DatastoreBackend],
+        work_dir: Path,
+        script_dir: Path,
+        log: logging.Logger,
+    ) -> None:
+        self._backends = backends
+        self.work_dir = work_dir
+        self.script_dir = script_dir
+        self.log = log
+        self._outputs: list[_StagedOutput] = []
+        self._uploads: list[_Upload] = []
+        self._said_mount = False
+
+    def _report(self, line: str) -> None:
+        self.log.info("%s", line)
+
+    # -- inputs -----------------------------------------------------------------------------------
+    def prepare_input(self, port: InputSpec, location: DatastoreUri) -> Path:
+        """Make the input available locally and return the path the script gets."""
+        backend = self._backends(location.datastore)
+        what = f"input '{port.name}'"
+        if port.mode == "upload":
+            local = local_subpath(self.script_dir, port.path_on_compute or port.name, what=what)
+            local.mkdir(parents=True, exist_ok=True)
+            self._uploads.append(_Upload(port.name, local, location, backend, port.overwrite))
+            return local
+        if port.mode == "mount":
+            folder = backend.local_path(location.path)
+            if folder is not None:
+                if not folder.exists() and port.step is None:
+                    raise DatastoreError(f"No data at {backend.describe(location.path)} for {what}.")
+                return folder
+            if not self._said_mount:
+                self.log.info(
+                    "No FUSE mounts here: 'mount' inputs on %s are downloaded before the script starts.",
+                    backend.describe(),
+                )
+                self._said_mount = True
+            dest = self.work_dir / "inputs" / port.name
+        else:
+            dest = self.work_dir / "inputs" / port.name
+            if port.path_on_compute:
+                dest = local_subpath(self.script_dir, port.path_on_compute, what=what)
+        # Intermediate data may legitimately be empty (a step that wrote nothing).
+        return backend.fetch(
+            location.path,
+            dest,
+            overwrite=port.mode == "mount" or port.overwrite,
+            allow_empty=port.step is not None,
+            report=self._report,
+        )
+
+    # -- outputs ----------------------------------------------------------------------------------
+    def prepare_output(self, port: OutputSpec, location: DatastoreUri) -> Path:
+        """Return the path the script writes the output to (its parent exists; the path itself does not)."""
+        backend = self._backends(location.datastore)
+        staging = None
+        if port.mode == "upload":
+            local = local_subpath(self.script_dir, port.path_on_compute, what=f"output '{port.name}'")
+        else:
+            # On a local datastore, stage inside it so publishing is an atomic rename.
+            staging = backend.staging_dir()
+            local = (staging or (self.work_dir / "outputs")) / port.name
+        local.parent.mkdir(parents=True, exist_ok=True)
+        self._outputs.append(_StagedOutput(port.name, local, location, backend, staging))
+        return local
+
+    def publish(self) -> dict[str, str]:
+        """Publish every output (and upload-mode inputs); return output name -> ``azureml://`` URI."""
+        uris: dict[str, str] = {}
+        for out in self._outputs:
+            if not out.local.exists():
+                self.log.warning("The script wrote nothing to output '%s'; it is published empty.", out.name)
+                out.local.mkdir(parents=True)
+            if out.backend.list_files(out.location.path):
+                # Left by an attempt that died after writing: nobody was told about it (no XCom).
+                self.log.info("Removing what an earlier attempt left at %s", out.backend.describe(out.location.path))
+                out.backend.delete_prefix(out.location.path)
+            out.backend.publish(out.local, out.location.path, report=self._report)
+            self.log.info("Output '%s' published to %s", out.name, out.location)
+            uris[out.name] = str(out.location)
+        for up in self._uploads:
+            files = sorted(f for f in up.local.rglob("*") if f.is_file())
+            prefix = up.location.path
+            pairs = [(f, "/".join(p for p in (prefix, f.relative_to(up.local).as_posix()) if p)) for f in files]
+            stats = up.backend.upload_many(pairs, overwrite=up.overwrite, report=self._report)
+            self.log.info(
+                "Input '%s' (upload mode): %d files uploaded to %s, %d already there",
+                up.name,
+                stats.files,
+                up.location,
+                stats.skipped,
+            )
+        return uris
+
+    def discard(self) -> None:
+        """Remove staged outputs (after a failure, or once published)."""
+        for out in self._outputs:
+            if out.staging is not None:
+                remove_path(out.staging)
