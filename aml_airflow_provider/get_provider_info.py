@@ -19,7 +19,7 @@ def get_provider_info() -> dict[str, Any]:
             {
                 "hook-class-name": "aml_airflow_provider.hooks.datastore.AmlDatastoreHook",
                 "hook-name": "AML blob datastore",
-                "connection-type": "aml-blob-datastore",
+                "connection-type": "aml_blob_datastore",
                 "conn-fields": {
                     "container_name": {"label": "Container", "schema": string},
                     "account_name": {"label": "Storage account", "schema": string},
@@ -48,7 +48,7 @@ def get_provider_info() -> dict[str, Any]:
             {
                 "hook-class-name": "aml_airflow_provider.hooks.datastore.AmlLocalDatastoreHook",
                 "hook-name": "AML local-folder datastore",
-                "connection-type": "aml-local-datastore",
+                "connection-type": "aml_local_datastore",
                 "conn-fields": {"root": {"label": "Folder", "schema": string}},
                 "ui-field-behaviour": {"hidden-fields": ["host", "schema", "login", "password", "port"]},
             },

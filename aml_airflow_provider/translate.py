@@ -63,12 +63,15 @@ def build_dag(spec: PipelineSpec, dag_id: str, schedule: Any = None, **dag_kwarg
         "doc_md": _doc_md(spec),
         "description": spec.description,
         "params": {p.name: _param(p) for p in spec.parameters},
-        # v1's continue_on_step_failure=False: the first failure stops the run.
-        "fail_fast": not spec.continue_on_step_failure,
     }
     kwargs.update({k: v for k, v in dag_kwargs.items() if v is not None})
     with DAG(dag_id, schedule=schedule, **kwargs) as dag:
-        tasks = {step.task_id: operator_for(step.kind).from_step_spec(step, spec) for step in spec.steps}
+        tasks = {
+            step.task_id: operator_for(step.kind).from_step_spec(
+                step, spec, continue_on_step_failure=spec.continue_on_step_failure
+            )
+            for step in spec.steps
+        }
         for step in spec.steps:
             for upstream in step.upstream:
                 tasks[upstream] >> tasks[step.task_id]

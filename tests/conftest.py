@@ -10,5 +10,41 @@ _SESSION_HOME = tempfile.mkdtemp(prefix="aml-test-airflow-")
 os.environ["AIRFLOW_HOME"] = _SESSION_HOME
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "False")
+# Test modules import Airflow before any workspace writes an airflow.cfg: give the session a key.
+os.environ.setdefault("AIRFLOW__CORE__FERNET_KEY", "fuGRVdr8QIIF7kAzKWFa2AEB1BHfYrFdFswlQY5Y8z0=")
 
 pytest_plugins = ["tests.support.azurite"]
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def workspace():
+    """A workspace in the session's AIRFLOW_HOME, with the embedded default (local-folder datastores)."""
+    from aml_airflow_provider.core import Workspace
+
+    return Workspace.create("test-ws", exist_ok=True, show_output=False)
+
+
+@pytest.fixture(scope="session")
+def blob_datastore(workspace, azurite):
+    """A blob datastore in ``workspace``, on a container of the session's Azurite."""
+    from aml_airflow_provider.core import Datastore
+
+    return Datastore.register_azure_blob_container(
+        workspace,
+        "blobstore",
+        "test-blobstore",
+        connection_string=azurite.connection_string,
+        create_if_not_exists=True,
+        overwrite=True,
+    )
+
+
+@pytest.fixture
+def script_dir(tmp_path):
+    """A fresh source directory; write scripts into it with ``(script_dir / "x.py").write_text(...)``."""
+    folder = tmp_path / "src"
+    folder.mkdir()
+    return folder

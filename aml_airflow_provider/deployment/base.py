@@ -13,7 +13,7 @@ from typing import Any, Protocol
 WORKSPACE_CONN_PREFIX = "aml_workspace."
 DATASTORE_CONN_PREFIX = "aml_datastore."
 COMPUTE_CONN_PREFIX = "aml_compute."
-WORKSPACE_CONN_TYPE = "aml-workspace"
+WORKSPACE_CONN_TYPE = "aml_workspace"
 
 
 def workspace_conn_id(workspace: str) -> str:

@@ -21,7 +21,7 @@ class AmlDatastoreHook(BaseHook):
 
     conn_name_attr = "aml_datastore_conn_id"
     default_conn_name = "aml_datastore.default.workspaceblobstore"
-    conn_type = "aml-blob-datastore"
+    conn_type = "aml_blob_datastore"
     hook_name = "AML datastore"
 
     def __init__(self, aml_datastore_conn_id: str = default_conn_name, **kwargs: Any) -> None:
@@ -59,5 +59,5 @@ class AmlDatastoreHook(BaseHook):
 class AmlLocalDatastoreHook(AmlDatastoreHook):
     """A datastore that is a folder every worker can reach."""
 
-    conn_type = "aml-local-datastore"
+    conn_type = "aml_local_datastore"
     hook_name = "AML local-folder datastore"

@@ -60,6 +60,9 @@ class AmlStepOperator(BaseOperator):
         (``name``, ``datastore``, ``mode``, ...) (templated)
     :param pipeline_parameters: names of DAG params the step sees as ``AML_PARAMETER_<name>``
     :param step_name: the step's display name (default: the task id)
+    :param continue_on_step_failure: v1's flag. ``False``: once any step of the run has failed, this
+        step does not start (it is skipped, shown as ``Canceled``). ``True`` (Airflow's own behaviour):
+        only steps downstream of the failure are held back. Either way the run ends ``Failed``.
     """
 
     template_fields: Sequence[str] = ("inputs", "outputs")
@@ -74,9 +77,11 @@ class AmlStepOperator(BaseOperator):
         outputs: Sequence[Mapping[str, Any]] = (),
         pipeline_parameters: Sequence[str] = (),
         step_name: str | None = None,
+        continue_on_step_failure: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.continue_on_step_failure = continue_on_step_failure
         self.workspace = workspace
         self.inputs = list(inputs)
         self.outputs = list(outputs)
@@ -156,9 +161,23 @@ class AmlStepOperator(BaseOperator):
             env[parameter_env_name(name)] = value_text(value)
         return env
 
+    def _stop_if_run_failed(self, ti: Any) -> None:
+        """v1's ``continue_on_step_failure=False``: do not start once another step of the run failed."""
+        if self.continue_on_step_failure:
+            return
+        states = ti.get_task_states(dag_id=ti.dag_id, run_ids=[ti.run_id]).get(ti.run_id, {})
+        failed = sorted(task for task, state in states.items() if state == "failed")
+        if failed:
+            from airflow.sdk.exceptions import AirflowSkipException
+
+            raise AirflowSkipException(
+                f"Step '{self.step_name}' not started: {', '.join(failed)} failed and continue_on_step_failure is False."
+            )
+
     def execute(self, context: Context) -> dict[str, str]:
         inputs, outputs = self._parse_ports()
         ti = context["ti"]
+        self._stop_if_run_failed(ti)
         folder = run_folder(ti.dag_id, ti.run_id)
         work_dir = Path(tempfile.mkdtemp(prefix=f"aml-{self.task_id[:40]}-"))
         try:

@@ -15,7 +15,7 @@ from typing import Any
 from aml_airflow_provider.storage.base import DatastoreBackend, RemoteFile, TransferStats
 
 #: Airflow connection types of datastores, by backend kind.
-CONN_TYPES = {"blob": "aml-blob-datastore", "local": "aml-local-datastore"}
+CONN_TYPES = {"blob": "aml_blob_datastore", "local": "aml_local_datastore"}
 KIND_BY_CONN_TYPE = {v: k for k, v in CONN_TYPES.items()}
 
 #: How a blob datastore authenticates; the secret (if any) is the connection password.
@@ -40,7 +40,8 @@ class DatastoreConfig:
 
     @classmethod
     def from_connection(cls, name: str, conn_type: str, extra: str | Mapping[str, Any] | None, password: str | None):
-        kind = KIND_BY_CONN_TYPE.get(conn_type)
+        # Airflow turns '_' into '-' in connection URIs and back; accept either spelling.
+        kind = KIND_BY_CONN_TYPE.get(conn_type.replace("-", "_"))
         if kind is None:
             raise ValueError(f"Connection for datastore '{name}' has type {conn_type!r}, not a datastore type.")
         settings = json.loads(extra) if isinstance(extra, str) and extra else dict(extra or {})

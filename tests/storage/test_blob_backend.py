@@ -402,7 +402,7 @@ def test_describe_never_shows_credentials(azurite, blob_container) -> None:
 
 def test_open_backend_opens_a_blob_datastore(azurite, blob_container, tmp_path: Path) -> None:
     extra = f'{{"container_name": "{blob_container}", "credential": "connection_string"}}'
-    config = DatastoreConfig.from_connection("blob_ds", "aml-blob-datastore", extra, azurite.connection_string)
+    config = DatastoreConfig.from_connection("blob_ds", "aml_blob_datastore", extra, azurite.connection_string)
     backend = open_backend(config)
     assert isinstance(backend, BlobBackend)
     assert backend.kind == "blob"

@@ -246,7 +246,7 @@ def test_publish_refuses_the_root(store: LocalBackend, tmp_path: Path) -> None:
 
 
 def test_open_backend_opens_a_local_datastore(tmp_path: Path) -> None:
-    config = DatastoreConfig.from_connection("ds", "aml-local-datastore", {"root": str(tmp_path / "r")}, password=None)
+    config = DatastoreConfig.from_connection("ds", "aml_local_datastore", {"root": str(tmp_path / "r")}, password=None)
     backend = open_backend(config)
     assert isinstance(backend, LocalBackend)
     assert backend.kind == "local"

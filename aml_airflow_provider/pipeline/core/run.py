@@ -33,7 +33,7 @@ STEP_STATUS = {
     "failed": "Failed",
     "upstream_failed": "Canceled",
     "removed": "Canceled",
-    "skipped": "Bypassed",
+    "skipped": "Canceled",  # held back by continue_on_step_failure=False
 }
 TERMINAL = {"Finished", "Failed", "Canceled"}
 

@@ -1,0 +1,345 @@
+"""PythonScriptStepOperator.execute(): the v1 contract a script sees, and what happens to its data.
+
+These tests drive ``execute()`` directly with a small task-instance stand-in (for XCom) against real
+datastores: a local folder, and Azurite for blob. Connections come from ``AIRFLOW_CONN_*`` variables,
+as a worker would get them from its secrets backend.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import pytest
+
+from aml_airflow_provider.exceptions import DatastoreError, StepRunError, UserErrorException
+from aml_airflow_provider.operators.python_script_step import PythonScriptStepOperator
+from aml_airflow_provider.uris import DatastoreUri
+
+DUMP_SCRIPT = """
+import json, os, sys
+out = sys.argv[sys.argv.index("--out") + 1]
+os.makedirs(out, exist_ok=True)
+env = {k: v for k, v in os.environ.items() if k.startswith(("AZUREML_", "AML_", "AIRFLOW", "MY_"))}
+inputs = {}
+for name in ("raw", "folder", "upstream"):
+    path = env.get("AZUREML_DATAREFERENCE_" + name)
+    if path and os.path.isfile(path):
+        inputs[name] = open(path).read()
+    elif path and os.path.isdir(path):
+        inputs[name] = sorted(os.listdir(path))
+with open(os.path.join(out, "dump.json"), "w") as fh:
+    json.dump({"argv": sys.argv[1:], "env": env, "inputs": inputs, "cwd_files": sorted(os.listdir("."))}, fh)
+open("written_in_cwd.txt", "w").write("the script's working directory is a copy")
+"""
+
+
+class FakeTI:
+    """The parts of a task instance the operator uses: ids and XCom."""
+
+    def __init__(self, upstream: dict[tuple[str, str], str] | None = None, try_number: int = 1) -> None:
+        self.dag_id, self.run_id, self.task_id, self.try_number = (
+            "dag1",
+            "manual__2026-01-01T00:00:00+00:00",
+            "t1",
+            try_number,
+        )
+        self.pushed: dict[str, str] = {}
+        self.upstream = upstream or {}
+
+    def xcom_push(self, key: str, value: str) -> None:
+        self.pushed[key] = value
+
+    def xcom_pull(self, task_ids: str, key: str) -> str | None:
+        return self.upstream.get((task_ids, key))
+
+
+@pytest.fixture
+def connections(workspace, monkeypatch):
+    """Expose the workspace's datastore connections to the Task SDK, as a worker's secrets backend would."""
+    from airflow.sdk import Connection
+
+    def export() -> None:
+        for record in workspace._deployment.list_connections("aml_datastore."):
+            conn = Connection(
+                conn_id=record.conn_id, conn_type=record.conn_type, password=record.password, extra=record.extra_json
+            )
+            monkeypatch.setenv(f"AIRFLOW_CONN_{record.conn_id.upper()}", conn.as_json())
+
+    export()
+    return export
+
+
+def local_root(workspace, name: str = "workspaceblobstore") -> Path:
+    from aml_airflow_provider.core import Datastore
+
+    return Path(Datastore(workspace, name).root)
+
+
+def make_operator(script_dir: Path, **kwargs) -> PythonScriptStepOperator:
+    (script_dir / "dump.py").write_text(DUMP_SCRIPT)
+    defaults = dict(task_id="t1", workspace="test-ws", script_name="dump.py", source_directory=str(script_dir))
+    return PythonScriptStepOperator(**{**defaults, **kwargs})
+
+
+def read_output(workspace, uri: str) -> dict:
+    location = DatastoreUri.parse(uri)
+    from aml_airflow_provider.core import Datastore
+
+    return json.loads((Path(Datastore(workspace, location.datastore).root) / location.path / "dump.json").read_text())
+
+
+def test_script_sees_v1_argument_and_environment_contract(workspace, connections, script_dir):
+    root = local_root(workspace)
+    (root / "contract" / "folder").mkdir(parents=True, exist_ok=True)
+    (root / "contract" / "raw.csv").write_text("a,b\n1,2\n")
+    (root / "contract" / "folder" / "x.txt").write_text("x")
+    op = make_operator(
+        script_dir,
+        arguments=[
+            "--data",
+            "$AZUREML_DATAREFERENCE_raw",
+            "--n",
+            "$AML_PARAMETER_n",
+            "--flag=${AML_PARAMETER_flag}",
+            "--k",
+            "$AML_PARAMETER_k",
+            "--out",
+            "$AZUREML_DATAREFERENCE_result",
+            "$(rm -rf /); echo",
+        ],
+        inputs=[
+            {"name": "raw", "uri": "azureml://datastores/workspaceblobstore/paths/contract/raw.csv"},
+            {
+                "name": "folder",
+                "uri": "azureml://datastores/workspaceblobstore/paths/contract/folder",
+                "mode": "download",
+            },
+        ],
+        outputs=[{"name": "result", "datastore": "workspaceblobstore"}],
+        pipeline_parameters=["n", "flag"],
+        step_params={"k": "fixed-$AML_PARAMETER_n", "plain": "v"},
+        environment_variables={"MY_VAR": "from runconfig"},
+    )
+    ti = FakeTI()
+    returned = op.execute({"ti": ti, "params": {"n": 7, "flag": True}})
+
+    uri = ti.pushed["result"]
+    assert returned == {"result": uri}
+    assert (
+        uri == "azureml://datastores/workspaceblobstore/paths/azureml/dag1/manual__2026-01-01T00_00_00_00_00/t1/result"
+    )
+    dump = read_output(workspace, uri)
+    raw_path = str(root / "contract" / "raw.csv")  # mount on a local datastore: the file itself
+    assert dump["argv"][:6] == ["--data", raw_path, "--n", "7", "--flag=True", "--k"]
+    assert dump["argv"][6] == "fixed-7"
+    assert dump["argv"][-1] == "$(rm -rf /); echo"  # no shell: passed through literally
+    env = dump["env"]
+    assert env["AZUREML_DATAREFERENCE_raw"] == raw_path
+    assert env["AML_PARAMETER_n"] == "7" and env["AML_PARAMETER_flag"] == "True"
+    assert env["AML_PARAMETER_k"] == "fixed-7" and env["AML_PARAMETER_plain"] == "v"
+    assert env["MY_VAR"] == "from runconfig"
+    assert env["AZUREML_RUN_ID"] == "manual__2026-01-01T00:00:00+00:00.t1"
+    assert dump["inputs"] == {"raw": "a,b\n1,2\n", "folder": ["x.txt"]}
+    assert "dump.py" in dump["cwd_files"]
+    assert not (script_dir / "written_in_cwd.txt").exists(), "the script must run in a copy of its source folder"
+
+
+def test_worker_airflow_settings_are_not_passed_to_the_script(workspace, connections, script_dir, monkeypatch):
+    monkeypatch.setenv("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "postgresql://user:secret@db/airflow")
+    op = make_operator(
+        script_dir,
+        arguments=["--out", "$AZUREML_DATAREFERENCE_o"],
+        outputs=[{"name": "o", "datastore": "workspaceblobstore"}],
+    )
+    ti = FakeTI()
+    op.execute({"ti": ti, "params": {}})
+    env = read_output(workspace, ti.pushed["o"])["env"]
+    assert not [k for k in env if k.startswith("AIRFLOW__") or k.startswith("AIRFLOW_CONN_")]
+
+
+def test_failed_script_fails_with_stderr_tail_and_publishes_nothing(workspace, connections, script_dir):
+    (script_dir / "fail.py").write_text(
+        "import os, sys\nos.makedirs(sys.argv[1], exist_ok=True)\nopen(os.path.join(sys.argv[1], 'half.csv'), 'w').write('x')\n"
+        "print('some output')\nprint('boom: the model did not converge', file=sys.stderr)\nsys.exit(3)\n"
+    )
+    op = PythonScriptStepOperator(
+        task_id="fails",
+        workspace="test-ws",
+        script_name="fail.py",
+        source_directory=str(script_dir),
+        arguments=["$AZUREML_DATAREFERENCE_o"],
+        outputs=[{"name": "o", "datastore": "workspaceblobstore"}],
+    )
+    ti = FakeTI()
+    with pytest.raises(StepRunError, match=r"(?s)Step 'fails' failed: fail.py exited with code 3.*did not converge"):
+        op.execute({"ti": ti, "params": {}})
+    assert ti.pushed == {}
+    root = local_root(workspace)
+    assert not (root / "azureml" / "dag1" / "manual__2026-01-01T00_00_00_00_00" / "fails").exists()
+    assert not list((root / ".aml-staging").glob("*")), "staged output of a failed step must be removed"
+
+
+def test_input_from_upstream_output_via_xcom(workspace, connections, script_dir):
+    root = local_root(workspace)
+    (root / "upstream-out" / "part").mkdir(parents=True, exist_ok=True)
+    (root / "upstream-out" / "part" / "a.txt").write_text("a")
+    op = make_operator(
+        script_dir,
+        arguments=["--out", "$AZUREML_DATAREFERENCE_o"],
+        inputs=[{"name": "upstream", "step": "prep", "output": "processed"}],
+        outputs=[{"name": "o", "datastore": "workspaceblobstore"}],
+    )
+    ti = FakeTI(upstream={("prep", "processed"): "azureml://datastores/workspaceblobstore/paths/upstream-out/part"})
+    op.execute({"ti": ti, "params": {}})
+    assert read_output(workspace, ti.pushed["o"])["inputs"]["upstream"] == ["a.txt"]
+
+    missing = make_operator(script_dir, inputs=[{"name": "upstream", "step": "prep", "output": "nope"}])
+    with pytest.raises(UserErrorException, match="output 'nope' of task 'prep'"):
+        missing.execute({"ti": FakeTI(), "params": {}})
+
+
+def test_datapath_parameter_input_comes_from_the_run_params(workspace, connections, script_dir):
+    root = local_root(workspace, "workspacefilestore")
+    (root / "pp").mkdir(parents=True, exist_ok=True)
+    (root / "pp" / "raw.csv").write_text("from the param")
+    op = make_operator(
+        script_dir,
+        arguments=["--out", "$AZUREML_DATAREFERENCE_o"],
+        inputs=[{"name": "raw", "parameter": "input_data", "mode": "download"}],
+        outputs=[{"name": "o", "datastore": "workspaceblobstore"}],
+    )
+    ti = FakeTI()
+    op.execute({"ti": ti, "params": {"input_data": "azureml://datastores/workspacefilestore/paths/pp/raw.csv"}})
+    assert read_output(workspace, ti.pushed["o"])["inputs"]["raw"] == "from the param"
+
+
+def test_upload_mode_output_and_leftovers_of_an_earlier_attempt(workspace, connections, script_dir):
+    (script_dir / "write.py").write_text(
+        "import os\nos.makedirs('results', exist_ok=True)\nopen('results/scores.csv', 'w').write('1,2')\n"
+    )
+    root = local_root(workspace)
+    target = root / "azureml" / "dag1" / "manual__2026-01-01T00_00_00_00_00" / "up" / "scores"
+    target.mkdir(parents=True, exist_ok=True)
+    (target / "stale.csv").write_text("left by a killed attempt")
+    op = PythonScriptStepOperator(
+        task_id="up",
+        workspace="test-ws",
+        script_name="write.py",
+        source_directory=str(script_dir),
+        outputs=[{"name": "scores", "datastore": "workspaceblobstore", "mode": "upload", "path_on_compute": "results"}],
+    )
+    ti = FakeTI(try_number=2)
+    op.execute({"ti": ti, "params": {}})
+    assert sorted(p.name for p in target.iterdir()) == ["scores.csv"]
+    assert (target / "scores.csv").read_text() == "1,2"
+
+
+def test_unknown_placeholder_and_escaping_paths_are_clear_errors(workspace, connections, script_dir):
+    op = make_operator(script_dir, arguments=["$AZUREML_DATAREFERENCE_nothere"])
+    with pytest.raises(UserErrorException, match="AZUREML_DATAREFERENCE_nothere is not defined"):
+        op.execute({"ti": FakeTI(), "params": {}})
+    op = make_operator(
+        script_dir,
+        outputs=[{"name": "o", "datastore": "workspaceblobstore", "mode": "upload", "path_on_compute": "../../etc"}],
+    )
+    with pytest.raises(UserErrorException, match="must be a relative path inside"):
+        op.execute({"ti": FakeTI(), "params": {}})
+    op = make_operator(
+        script_dir, inputs=[{"name": "raw", "uri": "azureml://datastores/workspaceblobstore/paths/absent"}]
+    )
+    with pytest.raises(DatastoreError, match="No data at"):
+        op.execute({"ti": FakeTI(), "params": {}})
+
+
+def test_templated_fields_render_dag_params(workspace, script_dir):
+    from airflow.sdk import DAG, Param
+
+    with DAG("templated", schedule=None, params={"day": Param("2026-01-02", type="string")}):
+        op = make_operator(script_dir, arguments=["--day", "{{ params.day }}"], step_params={"d": "{{ params.day }}"})
+    op.render_template_fields(context={"params": {"day": "2026-01-02"}})
+    assert op.arguments == ["--day", "2026-01-02"]
+    assert op.step_params == {"d": "2026-01-02"}
+
+
+def test_on_kill_stops_the_script_and_its_children(workspace, connections, script_dir):
+    (script_dir / "slow.py").write_text(
+        "import subprocess, sys, time\nsubprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])\n"
+        "print('started', flush=True)\ntime.sleep(600)\n"
+    )
+    op = PythonScriptStepOperator(
+        task_id="slow", workspace="test-ws", script_name="slow.py", source_directory=str(script_dir)
+    )
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            op.execute({"ti": FakeTI(), "params": {}})
+        except BaseException as exc:
+            errors.append(exc)
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    while op._process is None or op._process._proc is None:
+        worker.join(0.05)
+    op.on_kill()
+    worker.join()
+    assert errors and isinstance(errors[0], StepRunError)
+    assert "exited with code -15" in str(errors[0])
+
+
+def test_blob_datastore_inputs_are_downloaded_and_outputs_uploaded(
+    workspace, blob_datastore, connections, script_dir, tmp_path
+):
+    connections()  # the blob datastore was registered after the fixture ran
+    data = tmp_path / "data"
+    (data / "folder").mkdir(parents=True)
+    (data / "raw.csv").write_text("blob,data\n")
+    (data / "folder" / "x.txt").write_text("x")
+    blob_datastore.upload(str(data), target_path="op-in", overwrite=True, show_progress=False)
+    op = make_operator(
+        script_dir,
+        arguments=["--out", "$AZUREML_DATAREFERENCE_o"],
+        inputs=[
+            {"name": "raw", "uri": "azureml://datastores/blobstore/paths/op-in/raw.csv"},
+            {"name": "folder", "uri": "azureml://datastores/blobstore/paths/op-in/folder"},
+        ],
+        outputs=[{"name": "o", "datastore": "blobstore"}],
+    )
+    ti = FakeTI()
+    op.execute({"ti": ti, "params": {}})
+    location = DatastoreUri.parse(ti.pushed["o"])
+    assert location.datastore == "blobstore"
+    back = tmp_path / "back"
+    assert blob_datastore.download(str(back), prefix=location.path, show_progress=False) == 1
+    dump = json.loads((back / location.path / "dump.json").read_text())
+    assert dump["inputs"] == {"raw": "blob,data\n", "folder": ["x.txt"]}
+    assert dump["env"]["AZUREML_DATAREFERENCE_raw"].endswith("/raw.csv")  # a single file keeps its name
+
+
+def test_step_does_not_start_after_a_failure_unless_continue_on_step_failure(workspace, connections, script_dir):
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    class FailedRunTI(FakeTI):
+        def get_task_states(self, dag_id, run_ids):
+            assert (dag_id, run_ids) == ("dag1", [self.run_id])
+            return {self.run_id: {"prep": "success", "train": "failed", "t1": "running"}}
+
+    stop = make_operator(
+        script_dir,
+        continue_on_step_failure=False,
+        arguments=["--out", "$AZUREML_DATAREFERENCE_o"],
+        outputs=[{"name": "o", "datastore": "workspaceblobstore"}],
+    )
+    with pytest.raises(AirflowSkipException, match="train failed and continue_on_step_failure is False"):
+        stop.execute({"ti": FailedRunTI(), "params": {}})
+    go_on = make_operator(
+        script_dir,
+        continue_on_step_failure=True,
+        arguments=["--out", "$AZUREML_DATAREFERENCE_o"],
+        outputs=[{"name": "o", "datastore": "workspaceblobstore"}],
+    )
+    ti = FailedRunTI()
+    go_on.execute({"ti": ti, "params": {}})
+    assert "o" in ti.pushed
