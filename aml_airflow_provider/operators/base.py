@@ -171,7 +171,8 @@ class AmlStepOperator(BaseOperator):
             from airflow.sdk.exceptions import AirflowSkipException
 
             raise AirflowSkipException(
-                f"Step '{self.step_name}' not started: {', '.join(failed)} failed and continue_on_step_failure is False."
+                f"Step '{self.step_name}' not started: {', '.join(failed)} failed "
+                "and continue_on_step_failure is False."
             )
 
     def execute(self, context: Context) -> dict[str, str]:

@@ -149,7 +149,7 @@ def test_two_runs_never_share_output_paths(workspace, scripts, tmp_path):
 
 def test_failed_step_fails_the_run_and_stops_what_depends_on_it(workspace, scripts):
     a_out, b_out = PipelineData("a_out"), PipelineData("b_out")
-    ok = PythonScriptStep("write.py", name="ok", source_directory=scripts, arguments=["--out", a_out], outputs=[a_out])
+    PythonScriptStep("write.py", name="ok", source_directory=scripts, arguments=["--out", a_out], outputs=[a_out])
     bad = PythonScriptStep("fail.py", name="bad", source_directory=scripts, inputs=[a_out])
     after = PythonScriptStep(
         "write.py", name="after", source_directory=scripts, arguments=["--out", b_out], outputs=[b_out]

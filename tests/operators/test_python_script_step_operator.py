@@ -161,7 +161,8 @@ def test_worker_airflow_settings_are_not_passed_to_the_script(workspace, connect
 
 def test_failed_script_fails_with_stderr_tail_and_publishes_nothing(workspace, connections, script_dir):
     (script_dir / "fail.py").write_text(
-        "import os, sys\nos.makedirs(sys.argv[1], exist_ok=True)\nopen(os.path.join(sys.argv[1], 'half.csv'), 'w').write('x')\n"
+        "import os, sys\nos.makedirs(sys.argv[1], exist_ok=True)\n"
+        "open(os.path.join(sys.argv[1], 'half.csv'), 'w').write('x')\n"
         "print('some output')\nprint('boom: the model did not converge', file=sys.stderr)\nsys.exit(3)\n"
     )
     op = PythonScriptStepOperator(
