@@ -17,6 +17,17 @@ def get_provider_info() -> dict[str, Any]:
         "versions": [__version__],
         "connection-types": [
             {
+                "hook-class-name": "aml_airflow_provider.hooks.workspace.AmlWorkspaceHook",
+                "hook-name": "AML workspace",
+                "connection-type": "aml_workspace",
+                "conn-fields": {
+                    "default_datastore": {"label": "Default datastore", "schema": string},
+                    "subscription_id": {"label": "Subscription id (informational)", "schema": string},
+                    "resource_group": {"label": "Resource group (informational)", "schema": string},
+                },
+                "ui-field-behaviour": {"hidden-fields": ["host", "schema", "login", "password", "port"]},
+            },
+            {
                 "hook-class-name": "aml_airflow_provider.hooks.datastore.AmlDatastoreHook",
                 "hook-name": "AML blob datastore",
                 "connection-type": "aml_blob_datastore",

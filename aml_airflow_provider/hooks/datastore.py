@@ -22,7 +22,7 @@ class AmlDatastoreHook(BaseHook):
     conn_name_attr = "aml_datastore_conn_id"
     default_conn_name = "aml_datastore.default.workspaceblobstore"
     conn_type = "aml_blob_datastore"
-    hook_name = "AML datastore"
+    hook_name = "AML blob datastore"
 
     def __init__(self, aml_datastore_conn_id: str = default_conn_name, **kwargs: Any) -> None:
         super().__init__(**kwargs)
