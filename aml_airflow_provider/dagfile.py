@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,6 +18,9 @@ from aml_airflow_provider.spec import PipelineSpec
 
 if TYPE_CHECKING:
     from airflow.sdk import DAG
+
+# Airflow's own dag_id rule, minus a leading dot (which would make a hidden file).
+_DAG_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,249}")
 
 #: Sub-folder of the dags folder that holds generated files.
 GENERATED_DIR = "aml_pipelines"
@@ -61,6 +65,8 @@ def write_dag_file(
     :param title: first line of the DAG file's docstring
     :param dag_kwargs: JSON-serialisable ``DAG`` arguments (``schedule``, ``tags``, ...)
     """
+    if not _DAG_ID.fullmatch(dag_id):
+        raise ValueError(f"Invalid dag_id {dag_id!r}: use 1-250 ASCII letters, digits, '_', '.' or '-'.")
     folder = Path(dags_folder) / GENERATED_DIR
     folder.mkdir(parents=True, exist_ok=True)
     json_path, py_path = folder / f"{dag_id}.json", folder / f"{dag_id}.py"

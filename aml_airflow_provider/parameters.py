@@ -7,6 +7,7 @@ arrive as text (v1's REST ``ParameterAssignments``).
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,6 +18,9 @@ from aml_airflow_provider.spec import ParameterSpec, PipelineSpec
 from aml_airflow_provider.uris import DatastoreUri, format_uri
 
 _TRUE, _FALSE = {"true", "1", "yes"}, {"false", "0", "no"}
+# Plain ASCII numbers only: Python's int()/float() also take "1_000" and non-ASCII digits.
+_INT_TEXT = re.compile(r"[+-]?[0-9]+")
+_FLOAT_TEXT = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?")
 
 
 def _wrong(param: ParameterSpec, value: Any, expected: str) -> PipelineParameterError:
@@ -32,19 +36,17 @@ def coerce_value(param: ParameterSpec, value: Any, *, from_strings: bool = False
     text = from_strings and isinstance(value, str)
     if param.type == "int":
         if text:
-            try:
-                return int(value.strip())
-            except ValueError:
-                raise _wrong(param, value, "an integer") from None
+            if not _INT_TEXT.fullmatch(value.strip()):
+                raise _wrong(param, value, "an integer")
+            return int(value.strip())
         if isinstance(value, bool) or not isinstance(value, int):
             raise _wrong(param, value, "an integer")
         return value
     if param.type == "float":
         if text:
-            try:
-                value = float(value.strip())
-            except ValueError:
-                raise _wrong(param, value, "a number") from None
+            if not _FLOAT_TEXT.fullmatch(value.strip()):
+                raise _wrong(param, value, "a number")
+            value = float(value.strip())
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise _wrong(param, value, "a number")
         if not math.isfinite(value):

@@ -33,17 +33,6 @@ def run_folder(dag_id: str, run_id: str) -> str:
     return f"azureml/{dag_id}/{_UNSAFE_PATH_CHARS.sub('_', run_id)}"
 
 
-def jinja_literal(value: Any) -> Any:
-    """Protect text taken from a v1 pipeline from Jinja: it was never meant as a template."""
-    if isinstance(value, str) and ("{{" in value or "{%" in value or "{#" in value):
-        return "{% raw %}" + value + "{% endraw %}"
-    if isinstance(value, list):
-        return [jinja_literal(v) for v in value]
-    if isinstance(value, dict):
-        return {k: jinja_literal(v) for k, v in value.items()}
-    return value
-
-
 class AmlStepOperator(BaseOperator):
     """Base of the step operators.
 
@@ -92,8 +81,12 @@ class AmlStepOperator(BaseOperator):
     # -- building from a spec ---------------------------------------------------------------------
     @classmethod
     def from_step_spec(cls, step: StepSpec, pipeline: PipelineSpec, **kwargs: Any) -> AmlStepOperator:
-        """Build the task of ``step`` (called by the translator through the operator registry)."""
-        return cls(
+        """Build the task of ``step`` (called by the translator through the operator registry).
+
+        The task is not Jinja-templated: a v1 pipeline's values were never templates, and text such as
+        ``{{`` or a trailing newline must reach the script exactly as written.
+        """
+        task = cls(
             task_id=step.task_id,
             step_name=step.name,
             workspace=pipeline.workspace,
@@ -103,6 +96,8 @@ class AmlStepOperator(BaseOperator):
             **cls.kwargs_from_config(step),
             **kwargs,
         )
+        task.template_fields = ()
+        return task
 
     @classmethod
     @abstractmethod

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aml_airflow_provider.exceptions import StepRunError, UserErrorException
-from aml_airflow_provider.operators.base import AmlStepOperator, jinja_literal
+from aml_airflow_provider.operators.base import AmlStepOperator
 from aml_airflow_provider.runtime.contract import base_environment, expand
 from aml_airflow_provider.runtime.launcher import StepProcess
 
@@ -88,9 +88,9 @@ class PythonScriptStepOperator(AmlStepOperator):
         return {
             "script_name": config["script_name"],
             "source_directory": config["source_directory"],
-            "arguments": jinja_literal(list(config["arguments"])),
-            "step_params": jinja_literal(dict(config["params"])),
-            "environment_variables": jinja_literal(dict(config.get("environment_variables") or {})),
+            "arguments": list(config["arguments"]),
+            "step_params": dict(config["params"]),
+            "environment_variables": dict(config.get("environment_variables") or {}),
         }
 
     def prepare_workdir(self, script_dir: Path) -> None:

@@ -12,7 +12,12 @@ from aml_airflow_provider._names import check_port_name, check_step_name, data_e
 from aml_airflow_provider.data.data_reference import DataReference, _check_datastore
 from aml_airflow_provider.data.datapath import DataPathComputeBinding
 from aml_airflow_provider.data.sql_data_reference import SqlDataReference
-from aml_airflow_provider.exceptions import InvalidNameError, StepDefinitionError, UserErrorException
+from aml_airflow_provider.exceptions import (
+    InvalidNameError,
+    PipelineParameterError,
+    StepDefinitionError,
+    UserErrorException,
+)
 from aml_airflow_provider.pipeline.core.graph import PipelineParameter, PortDataReference
 from aml_airflow_provider.spec import InputSpec, OutputSpec, StepSpec
 
@@ -83,12 +88,15 @@ class PipelineData:
         """The step that lists this data in its outputs."""
         return self._producer
 
-    def _set_producer(self, step: PipelineStep) -> None:
+    def _check_producer(self, step: PipelineStep) -> None:
         if self._producer is not None and self._producer is not step:
             raise StepDefinitionError(
                 f"Step output '{self._name}' can not be used as an output for step '{step.name}', as it is "
                 f"already an output of step '{self._producer.name}'. Give each step its own PipelineData."
             )
+
+    def _set_producer(self, step: PipelineStep) -> None:
+        self._check_producer(step)
         self._producer = step
 
     def as_input(self, input_name: str | None = None) -> InputPortBinding:
@@ -227,6 +235,10 @@ class StepContext(ABC):
     @abstractmethod
     def source_directory(self, step: PipelineStep) -> Path: ...
 
+    @abstractmethod
+    def run_after(self, step: PipelineStep) -> tuple[str, ...]:
+        """Task ids the step runs after without a data dependency (``run_after`` and ``StepSequence``)."""
+
 
 class PipelineStep(ABC):
     """Base class of all steps: a name, input and output ports, and ordering.
@@ -237,6 +249,11 @@ class PipelineStep(ABC):
     :param arguments: command-line arguments (data objects become local paths)
     :param fix_port_name_collisions: rename an input named like an output to ``INPUT_<name>`` (as v1)
     :param resource_inputs: accepted for v1 compatibility
+    :param params: v1 ``params``: ``{key: value or PipelineParameter}``, each set for the step as
+        ``AML_PARAMETER_<key>`` (steps without such a contract pass nothing)
+
+    Subclasses check their own arguments before calling this constructor: it claims the outputs
+    (making this step their producer) last, so a step that fails to build claims nothing.
     """
 
     #: The operator-registry key and its semantics version (part of reuse fingerprints).
@@ -253,23 +270,28 @@ class PipelineStep(ABC):
         arguments: Iterable[Any] | None = None,
         fix_port_name_collisions: bool = False,
         resource_inputs: Any = None,
+        *,
+        params: Mapping[str, Any] | None = None,
     ) -> None:
         self._name = check_step_name(name)
         self._outputs: list[PipelineData] = []
         for out in outputs or ():
             if not isinstance(out, PipelineData):
                 raise StepDefinitionError(f"Step '{name}': outputs must be PipelineData, not {type(out).__name__}.")
+            out._check_producer(self)
             self._outputs.append(out)
         self._inputs = [_normalise_input(item, name) for item in inputs or ()]
         self._check_port_names(fix_port_name_collisions)
-        for out in self._outputs:
-            out._set_producer(self)
         self._run_after: list[PipelineStep] = []
         self._parameters: dict[str, PipelineParameter] = {}
         for port in self._inputs:
             if isinstance(port.source, PipelineParameter):
                 self._use_parameter(port.source)
         self._arguments = self._resolve_arguments(list(arguments or ()))
+        self._params = self._resolve_params(params)
+        # Last: everything that can fail has been checked.
+        for out in self._outputs:
+            out._set_producer(self)
 
     # -- ports ------------------------------------------------------------------------------------
     def _check_port_names(self, fix_collisions: bool) -> None:
@@ -296,7 +318,7 @@ class PipelineStep(ABC):
     def _use_parameter(self, param: PipelineParameter) -> None:
         known = self._parameters.get(param.name)
         if known is not None and known._key() != param._key():
-            raise UserErrorException(
+            raise PipelineParameterError(
                 f"Step '{self._name}': pipeline parameter '{param.name}' is used with two different defaults "
                 f"({known.default_value!r} and {param.default_value!r})."
             )
@@ -317,14 +339,16 @@ class PipelineStep(ABC):
             )
         if isinstance(item, InputPortBinding):
             for port in self._inputs:
-                if port.name == item.name and port.source is item.bind_object:
+                # The port may have been renamed INPUT_<name>; the data it binds identifies it.
+                if port.source is item.bind_object and port.name in (item.name, f"INPUT_{item.name}"):
                     return port.name
             raise StepDefinitionError(
                 f"Step '{self._name}': Input {item.name} appears in arguments list but is not in the input list."
             )
         if isinstance(item, DataReference | PortDataReference):
             for port in self._inputs:
-                if port.name == item.name and isinstance(port.source, type(item)):
+                # as_download()/as_mount() clones keep the reference's name, so match on that (as v1).
+                if isinstance(port.source, type(item)) and port.source.name == item.name:
                     return port.name
             raise StepDefinitionError(
                 f"Step '{self._name}': Input {item.name} appears in arguments list but is not in the input list."
@@ -421,6 +445,11 @@ class PipelineStep(ABC):
         return list(self._arguments)
 
     @property
+    def params(self) -> dict[str, str]:
+        """v1 ``params`` as the step's environment values (``$AML_PARAMETER_<name>`` for parameters)."""
+        return dict(self._params)
+
+    @property
     def parameters(self) -> dict[str, PipelineParameter]:
         """Pipeline parameters this step uses, by name."""
         return dict(self._parameters)
@@ -484,7 +513,7 @@ class PipelineStep(ABC):
             config=dict(config),
             inputs=self._input_specs(ctx),
             outputs=self._output_specs(ctx),
-            run_after=tuple(ctx.task_id(s) for s in self._run_after),
+            run_after=ctx.run_after(self),
             parameters=tuple(sorted(self._parameters)),
             compute=compute,
             allow_reuse=allow_reuse,

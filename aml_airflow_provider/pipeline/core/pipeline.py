@@ -74,6 +74,11 @@ class _Context(StepContext):
         own = getattr(step, "source_directory", None)
         return Path(own) if own is not None else self.pipeline._default_source_directory
 
+    def run_after(self, step: PipelineStep) -> tuple[str, ...]:
+        # Explicit run_after, and StepSequence order that no data dependency already implies.
+        data_only = set(step._producers()) - set(step.run_after_steps)
+        return tuple(self.task_id(s) for s in self.pipeline._upstream[step] if s not in data_only)
+
 
 class Pipeline:
     """A set of steps and the data flowing between them.

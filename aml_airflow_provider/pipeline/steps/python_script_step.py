@@ -79,54 +79,53 @@ class PythonScriptStep(PipelineStep):
         if kwargs:
             raise TypeError(f"PythonScriptStep got unexpected keyword arguments: {sorted(kwargs)}")
         step_name = name if name is not None else script_name
+        where = f"Step '{step_name}'"
+        # Every check of this step comes before PipelineStep.__init__, which claims the outputs last.
         self.script_name = _check_script_name(script_name, str(step_name))
-        super().__init__(step_name, inputs, outputs, arguments, fix_port_name_collisions=True)
         if runconfig is not None and not isinstance(runconfig, RunConfiguration):
-            raise StepDefinitionError(
-                f"Step '{self.name}': runconfig must be a RunConfiguration, not {type(runconfig).__name__}."
-            )
+            raise StepDefinitionError(f"{where}: runconfig must be a RunConfiguration, not {type(runconfig).__name__}.")
         if runconfig_pipeline_params:
             raise StepDefinitionError(
-                f"Step '{self.name}': runconfig_pipeline_params {sorted(runconfig_pipeline_params)} cannot be "
+                f"{where}: runconfig_pipeline_params {sorted(runconfig_pipeline_params)} cannot be "
                 "bound: node and process counts have no meaning on an Airflow worker."
             )
+        if not isinstance(allow_reuse, bool):
+            raise StepDefinitionError(f"{where}: allow_reuse must be True or False.")
+        self.source_directory = Path(source_directory).resolve() if source_directory is not None else None
+        if self.source_directory is not None:
+            self._check_script(self.source_directory, str(step_name))
+        self._compute = compute_name(
+            compute_target
+            if compute_target is not None
+            else (runconfig.target if runconfig and runconfig.target != "local" else None),
+            where,
+        )
         if hash_paths:
             warnings.warn(
                 "hash_paths is deprecated (as in SDK v1) and ignored: the whole source_directory counts.",
                 DeprecationWarning,
                 stacklevel=2,
             )
-        if not isinstance(allow_reuse, bool):
-            raise StepDefinitionError(f"Step '{self.name}': allow_reuse must be True or False.")
         self.runconfig = runconfig
         self.compute_target = compute_target
-        self._compute = compute_name(
-            compute_target
-            if compute_target is not None
-            else (runconfig.target if runconfig and runconfig.target != "local" else None),
-            f"Step '{self.name}'",
-        )
-        self.params = self._resolve_params(params)
-        self.source_directory = Path(source_directory).resolve() if source_directory is not None else None
         self.allow_reuse = allow_reuse
         self.version = None if version is None else str(version)
-        if self.source_directory is not None:
-            self._check_script(self.source_directory)
+        super().__init__(step_name, inputs, outputs, arguments, fix_port_name_collisions=True, params=params)
 
-    def _check_script(self, source_directory: Path) -> None:
+    def _check_script(self, source_directory: Path, step_name: str) -> None:
         if not source_directory.is_dir():
             raise ScriptNotFoundError(
-                f"Step [{self.name}]: source_directory {str(source_directory)!r} is not a folder."
+                f"Step [{step_name}]: source_directory {str(source_directory)!r} is not a folder."
             )
         if not (source_directory / self.script_name).is_file():
             raise ScriptNotFoundError(
-                f"Step [{self.name}]: script not found at {str(source_directory / self.script_name)!r}. Make sure "
+                f"Step [{step_name}]: script not found at {str(source_directory / self.script_name)!r}. Make sure "
                 "script_name is relative to source_directory."
             )
 
     def _check(self, ctx: StepContext) -> list[str]:
         try:
-            self._check_script(ctx.source_directory(self))
+            self._check_script(ctx.source_directory(self), self.name)
         except ScriptNotFoundError as exc:
             return [str(exc)]
         return []
@@ -137,7 +136,7 @@ class PythonScriptStep(PipelineStep):
             "script_name": self.script_name,
             "source_directory": str(ctx.source_directory(self)),
             "arguments": list(self._arguments),
-            "params": dict(self.params),
+            "params": self.params,
             "environment_variables": run["environment_variables"],
             "environment": run["environment"],
         }
