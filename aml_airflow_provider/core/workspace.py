@@ -175,19 +175,15 @@ class Workspace:
                 create_if_not_exists=True,
             )
         elif storage_account.startswith(("https://", "http://")):
-            from urllib.parse import urlparse
+            from aml_airflow_provider.storage.blob import account_from_url
 
-            url = urlparse(storage_account)
-            host = url.netloc
-            account = host.split(".")[0] if ".blob." in host else url.path.strip("/").split("/")[0]
-            endpoint = host.split(".blob.", 1)[1] if ".blob." in host else f"{url.scheme}://{host}"
+            # No secret: DefaultAzureCredential authenticates.
             Datastore.register_azure_blob_container(
                 self,
                 DEFAULT_BLOB_DATASTORE,
                 container,
-                account_name=account,
-                protocol=url.scheme,
-                endpoint=endpoint,
+                account_name=account_from_url(storage_account),
+                endpoint=storage_account,
                 create_if_not_exists=True,
             )
         else:

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 from aml_airflow_provider._names import normalize_datastore_path
 from aml_airflow_provider._secrets import redact
 from aml_airflow_provider.exceptions import DatastoreError, UserErrorException
+from aml_airflow_provider.storage import BLOB_CREDENTIALS as CREDENTIAL_KINDS
 from aml_airflow_provider.storage.base import (
     DEFAULT_CHUNK_CONCURRENCY,
     DatastoreBackend,
@@ -35,8 +36,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: Credential kinds of a blob datastore (same as ``storage.BLOB_CREDENTIALS``).
-CREDENTIAL_KINDS = ("connection_string", "account_key", "sas_token", "default_azure_credential")
 #: Retries of one request after a transient failure (connection error, timeout, 5xx, throttling).
 DEFAULT_RETRY_TOTAL = 5
 #: First back-off in seconds; later ones grow by powers of 2 (about 40 s in all for 5 retries).
@@ -122,7 +121,7 @@ class BlobBackend(DatastoreBackend):
                 raise DatastoreError(f"Datastore '{name}' has neither account_url nor account_name in its settings.")
             account_url = blob_account_url(account_name)
         self.account_url = _strip_query(account_url).rstrip("/")
-        self.account_name = account_name or _account_from_url(self.account_url) or "?"
+        self.account_name = account_name or account_from_url(self.account_url) or "?"
         self._client_options: dict[str, Any] = {
             "connection_timeout": connection_timeout,
             "read_timeout": read_timeout,
@@ -441,7 +440,7 @@ def parse_connection_string(conn_str: str) -> dict[str, str | None]:
     account_url = (fields.get("blobendpoint") or "").rstrip("/") or None
     if account_url:
         account_url = _strip_query(account_url)
-        account_name = account_name or _account_from_url(account_url)
+        account_name = account_name or account_from_url(account_url)
     elif account_name:
         account_url = blob_account_url(account_name, protocol, suffix)
     else:
@@ -549,7 +548,8 @@ def _is_path_style(netloc: str) -> bool:
     return True
 
 
-def _account_from_url(url: str) -> str | None:
+def account_from_url(url: str) -> str | None:
+    """The account name in a blob service URL (``https://<account>.blob...`` or path-style ``http://host:port/<account>``)."""
     parts = urlsplit(url)
     if _is_path_style(parts.netloc):
         return parts.path.strip("/").split("/", 1)[0] or None
