@@ -195,7 +195,18 @@ def test_workspace_create_and_lookup_rules(workspace, tmp_path):
             "arm-ws", storage_account="/subscriptions/x/resourceGroups/y/storageAccounts/z", show_output=False
         )
     with pytest.raises(WorkspaceException, match="does not exist"):
-        Workspace(workspace_name="arm-ws")  # the failed create left nothing behind
+        Workspace(workspace_name="arm-ws")
+    assert workspace._deployment.list_connections("aml_datastore.arm-ws.") == []
+
+
+def test_a_failed_create_leaves_no_workspace_behind(azurite):
+    # The default container cannot be created: the account key is wrong.
+    broken = azurite.connection_string.replace(azurite.account_key, "d3Jvbmcga2V5" * 7 + "d3Jvbmc=")
+    with pytest.raises(DatastoreError):
+        Workspace.create("half-made", storage_account=broken, show_output=False)
+    with pytest.raises(WorkspaceException, match="does not exist"):
+        Workspace(workspace_name="half-made")
+    assert Workspace.create("half-made", exist_ok=True, show_output=False, storage_account=None).datastores
 
 
 def test_account_urls_for_azure_and_emulators():

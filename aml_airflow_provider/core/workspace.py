@@ -117,6 +117,7 @@ class Workspace:
             ``create_resource_group``, ``sku``, ...) are accepted and have no meaning here
         """
         check_workspace_name(name)
+        storage_kind = _storage_account_kind(storage_account)
         deployment = get_deployment(airflow_home)
         conn_id = workspace_conn_id(name)
         if deployment.get_connection(conn_id) is not None:
@@ -146,9 +147,11 @@ class Workspace:
         )
         ws = Workspace(subscription_id, resource_group, name, airflow_home=deployment.airflow_home)
         try:
-            ws._register_default_datastores(storage_account)
+            ws._register_default_datastores(storage_account, storage_kind)
         except BaseException:
             # A half-created workspace would make the next create(exist_ok=True) silently unusable.
+            for record in deployment.list_connections(f"{DATASTORE_CONN_PREFIX}{name}."):
+                deployment.delete_connection(record.conn_id)
             deployment.delete_connection(conn_id)
             raise
         ws._write_home_config()
@@ -157,7 +160,7 @@ class Workspace:
             print(f"Created workspace '{name}' in {deployment.airflow_home}; default datastore: {default!r}")
         return ws
 
-    def _register_default_datastores(self, storage_account: str | None) -> None:
+    def _register_default_datastores(self, storage_account: str | None, kind: str | None) -> None:
         from aml_airflow_provider.core.datastore import Datastore
 
         local_root = self._deployment.airflow_home / "aml_datastores" / self._name
@@ -166,7 +169,7 @@ class Workspace:
             Datastore.register_local_folder(self, DEFAULT_BLOB_DATASTORE, local_root / DEFAULT_BLOB_DATASTORE)
             return
         container = _default_container_name(self._name)
-        if "AccountName=" in storage_account or "BlobEndpoint=" in storage_account:
+        if kind == "connection_string":
             Datastore.register_azure_blob_container(
                 self,
                 DEFAULT_BLOB_DATASTORE,
@@ -174,7 +177,7 @@ class Workspace:
                 connection_string=storage_account,
                 create_if_not_exists=True,
             )
-        elif storage_account.startswith(("https://", "http://")):
+        else:
             from aml_airflow_provider.storage.blob import account_from_url
 
             # No secret: DefaultAzureCredential authenticates.
@@ -185,11 +188,6 @@ class Workspace:
                 account_name=account_from_url(storage_account),
                 endpoint=storage_account,
                 create_if_not_exists=True,
-            )
-        else:
-            raise UserErrorException(
-                "storage_account must be an Azure Storage connection string or an account URL "
-                "(https://<account>.blob.core.windows.net); ARM resource ids are not supported."
             )
 
     @staticmethod
@@ -334,6 +332,20 @@ class Workspace:
 
     def __repr__(self) -> str:
         return f"Workspace.create(name={self._name!r}, airflow_home={str(self.airflow_home)!r})"
+
+
+def _storage_account_kind(storage_account: str | None) -> str | None:
+    """``connection_string``, ``account_url`` or ``None``; anything else is refused before anything is created."""
+    if storage_account is None:
+        return None
+    if isinstance(storage_account, str) and ("AccountName=" in storage_account or "BlobEndpoint=" in storage_account):
+        return "connection_string"
+    if isinstance(storage_account, str) and storage_account.startswith(("https://", "http://")):
+        return "account_url"
+    raise UserErrorException(
+        "storage_account must be an Azure Storage connection string or an account URL "
+        "(https://<account>.blob.core.windows.net); ARM resource ids are not supported."
+    )
 
 
 def _default_container_name(workspace: str) -> str:
