@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections import deque
 from collections.abc import Iterable
 from functools import cached_property
 from pathlib import Path
@@ -171,18 +172,28 @@ class Pipeline:
 
     @staticmethod
     def _topological(steps: list[PipelineStep], upstream: dict[PipelineStep, list[PipelineStep]]):
-        """Steps in a stable topological order, or ``(None, cycle)`` naming one cycle."""
+        """Steps in a stable topological order (Kahn's algorithm), or ``(None, cycle)`` naming one cycle."""
+        waiting = {s: len(upstream[s]) for s in steps}
+        downstream: dict[PipelineStep, list[PipelineStep]] = {s: [] for s in steps}
+        for step in steps:
+            for up in upstream[step]:
+                downstream[up].append(step)
+        position = {s: i for i, s in enumerate(steps)}
+        ready = deque(s for s in steps if waiting[s] == 0)
         order: list[PipelineStep] = []
-        done: set[PipelineStep] = set()
-        remaining = list(steps)
-        while remaining:
-            ready = [s for s in remaining if all(u in done for u in upstream[s])]
-            if not ready:
-                return None, _find_cycle(remaining, upstream)
-            for s in ready:
-                order.append(s)
-                done.add(s)
-            remaining = [s for s in remaining if s not in done]
+        while ready:
+            step = ready.popleft()
+            order.append(step)
+            released = []
+            for down in downstream[step]:
+                waiting[down] -= 1
+                if waiting[down] == 0:
+                    released.append(down)
+            # Among steps that become ready together, keep the order in which they were given.
+            ready.extend(sorted(released, key=position.__getitem__))
+        if len(order) < len(steps):
+            done = set(order)
+            return None, _find_cycle([s for s in steps if s not in done], upstream)
         return order, None
 
     def validate(self) -> list[str]:
