@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 SPEC_VERSION = 1
@@ -83,6 +83,11 @@ class OutputSpec:
     path_on_compute: str | None = None
     overwrite: bool = False
     is_directory: bool = False
+
+
+def port_dict(port: InputSpec | OutputSpec) -> dict[str, Any]:
+    """A port's fields as a plain dict (ports are flat, so no deep copy as in ``dataclasses.asdict``)."""
+    return {f.name: getattr(port, f.name) for f in fields(port)}
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from aml_airflow_provider.operators.registry import operator_for
 from aml_airflow_provider.spec import PARAMETER_TYPES, ParameterSpec, PipelineSpec
 
 if TYPE_CHECKING:
-    from airflow.sdk import DAG, Param
+    from airflow.sdk import DAG, BaseOperator, Param
 
     from aml_airflow_provider.pipeline.core.pipeline import Pipeline
 
@@ -66,15 +66,14 @@ def build_dag(spec: PipelineSpec, dag_id: str, schedule: Any = None, **dag_kwarg
     }
     kwargs.update({k: v for k, v in dag_kwargs.items() if v is not None})
     with DAG(dag_id, schedule=schedule, **kwargs) as dag:
-        tasks = {
-            step.task_id: operator_for(step.kind).from_step_spec(
+        tasks: dict[str, BaseOperator] = {}
+        for step in spec.steps:  # upstream first, so every upstream task already exists
+            task = operator_for(step.kind).from_step_spec(
                 step, spec, continue_on_step_failure=spec.continue_on_step_failure
             )
-            for step in spec.steps
-        }
-        for step in spec.steps:
-            for upstream in step.upstream:
-                tasks[upstream] >> tasks[step.task_id]
+            # One call per task: each ``>>`` makes Airflow rehash the DAG, which is quadratic in steps.
+            task.set_upstream([tasks[u] for u in step.upstream])
+            tasks[step.task_id] = task
     return dag
 
 

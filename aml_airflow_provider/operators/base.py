@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import shutil
 import tempfile
@@ -15,9 +14,7 @@ from airflow.sdk import BaseOperator
 
 from aml_airflow_provider._names import data_env_name, parameter_env_name
 from aml_airflow_provider.exceptions import UserErrorException
-from aml_airflow_provider.runtime.contract import value_text
-from aml_airflow_provider.runtime.data import StepData
-from aml_airflow_provider.spec import InputSpec, OutputSpec, PipelineSpec, StepSpec
+from aml_airflow_provider.spec import InputSpec, OutputSpec, PipelineSpec, StepSpec, port_dict
 from aml_airflow_provider.uris import DatastoreUri
 
 if TYPE_CHECKING:
@@ -90,8 +87,8 @@ class AmlStepOperator(BaseOperator):
             task_id=step.task_id,
             step_name=step.name,
             workspace=pipeline.workspace,
-            inputs=[dataclasses.asdict(i) for i in step.inputs],
-            outputs=[dataclasses.asdict(o) for o in step.outputs],
+            inputs=[port_dict(i) for i in step.inputs],
+            outputs=[port_dict(o) for o in step.outputs],
             pipeline_parameters=list(step.parameters),
             **cls.kwargs_from_config(step),
             **kwargs,
@@ -147,6 +144,8 @@ class AmlStepOperator(BaseOperator):
 
     def parameter_environment(self, context: Context) -> dict[str, str]:
         """``AML_PARAMETER_<name>`` for each pipeline parameter of the step, from the run's params."""
+        from aml_airflow_provider.runtime.contract import value_text
+
         params = context["params"]
         env = {}
         for name in self.pipeline_parameters:
@@ -171,6 +170,9 @@ class AmlStepOperator(BaseOperator):
             )
 
     def execute(self, context: Context) -> dict[str, str]:
+        # Imported here: parsing a DAG file needs none of the run-time machinery.
+        from aml_airflow_provider.runtime.data import StepData
+
         inputs, outputs = self._parse_ports()
         ti = context["ti"]
         self._stop_if_run_failed(ti)

@@ -69,7 +69,7 @@ class _Context(StepContext):
         return self.pipeline._task_ids[step]
 
     def output_datastore(self, data: PipelineData) -> str:
-        return self.pipeline._output_datastore(data).name
+        return data.datastore.name if data.datastore is not None else self.pipeline._default_datastore_name
 
     def source_directory(self, step: PipelineStep) -> Path:
         own = getattr(step, "source_directory", None)
@@ -277,8 +277,10 @@ class Pipeline:
             ids[step] = candidate
         return ids
 
-    def _output_datastore(self, data: PipelineData) -> Datastore:
-        return data.datastore or self._default_datastore or self._workspace.get_default_datastore()
+    @cached_property
+    def _default_datastore_name(self) -> str:
+        """Where outputs without a datastore go: the pipeline's default, else the workspace's (looked up once)."""
+        return (self._default_datastore or self._workspace.get_default_datastore()).name
 
     @cached_property
     def spec(self) -> PipelineSpec:
@@ -286,7 +288,7 @@ class Pipeline:
         ctx = _Context(self)
         return PipelineSpec(
             workspace=self._workspace.name,
-            default_datastore=(self._default_datastore or self._workspace.get_default_datastore()).name,
+            default_datastore=self._default_datastore_name,
             steps=tuple(step._to_spec(ctx) for step in self._steps),
             parameters=tuple(self._parameters[n]._spec() for n in sorted(self._parameters)),
             description=self.description,
@@ -340,13 +342,14 @@ class Pipeline:
 def _find_cycle(nodes: Iterable[PipelineStep], upstream: dict[PipelineStep, list[PipelineStep]]) -> list[PipelineStep]:
     """One cycle among ``nodes`` (each of which is on or behind a cycle), in dependency order."""
     nodes = list(nodes)
+    members = set(nodes)
     path: list[PipelineStep] = []
     on_path: set[PipelineStep] = set()
     node = nodes[0]
     while node not in on_path:
         path.append(node)
         on_path.add(node)
-        node = next(u for u in upstream[node] if u in set(nodes))
+        node = next(u for u in upstream[node] if u in members)
     cycle = path[path.index(node) :]
     cycle.reverse()  # upstream links point backwards; show the order data flows
     return [*cycle, cycle[0]]
