@@ -63,7 +63,7 @@ class StepData:
         self.log = log
         self._outputs: list[_StagedOutput] = []
         self._uploads: list[_Upload] = []
-        self._said_mount = False
+        self._told_about_mounts: set[str] = set()
 
     def _report(self, line: str) -> None:
         self.log.info("%s", line)
@@ -80,16 +80,11 @@ class StepData:
             return local
         if port.mode == "mount":
             folder = backend.local_path(location.path)
+            self._tell_about_mounts(backend, local=folder is not None)
             if folder is not None:
                 if not folder.exists() and port.step is None:
                     raise DatastoreError(f"No data at {backend.describe(location.path)} for {what}.")
                 return folder
-            if not self._said_mount:
-                self.log.info(
-                    "No FUSE mounts here: 'mount' inputs on %s are downloaded before the script starts.",
-                    backend.describe(),
-                )
-                self._said_mount = True
             dest = self.work_dir / "inputs" / port.name
         else:
             dest = self.work_dir / "inputs" / port.name
@@ -103,6 +98,19 @@ class StepData:
             allow_empty=port.step is not None,
             report=self._report,
         )
+
+    def _tell_about_mounts(self, backend: DatastoreBackend, *, local: bool) -> None:
+        """Say once per datastore how 'mount' is delivered: there is no FUSE here (information, not an error)."""
+        if backend.name in self._told_about_mounts:
+            return
+        self._told_about_mounts.add(backend.name)
+        if local:
+            self.log.info("'mount' inputs on datastore '%s' are its folder itself (no copy).", backend.name)
+        else:
+            self.log.info(
+                "No FUSE mounts here: 'mount' inputs on datastore '%s' are downloaded before the script starts.",
+                backend.name,
+            )
 
     # -- outputs ----------------------------------------------------------------------------------
     def prepare_output(self, port: OutputSpec, location: DatastoreUri) -> Path:

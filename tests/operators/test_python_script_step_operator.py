@@ -90,7 +90,7 @@ def read_output(workspace, uri: str) -> dict:
     return json.loads((Path(Datastore(workspace, location.datastore).root) / location.path / "dump.json").read_text())
 
 
-def test_script_sees_v1_argument_and_environment_contract(workspace, connections, script_dir):
+def test_script_sees_v1_argument_and_environment_contract(workspace, connections, script_dir, capsys):
     root = local_root(workspace)
     (root / "contract" / "folder").mkdir(parents=True, exist_ok=True)
     (root / "contract" / "raw.csv").write_text("a,b\n1,2\n")
@@ -144,6 +144,10 @@ def test_script_sees_v1_argument_and_environment_contract(workspace, connections
     assert dump["inputs"] == {"raw": "a,b\n1,2\n", "folder": ["x.txt"]}
     assert "dump.py" in dump["cwd_files"]
     assert not (script_dir / "written_in_cwd.txt").exists(), "the script must run in a copy of its source folder"
+    log = capsys.readouterr().out
+    assert log.count("'mount' inputs on datastore 'workspaceblobstore' are its folder itself") == 1
+    assert "Preparing to call script [ dump.py ] with arguments: ['--data', '$AZUREML_DATAREFERENCE_raw'" in log
+    assert f"After variable expansion, calling script [ dump.py ] with arguments: ['--data', '{raw_path}'" in log
 
 
 def test_worker_airflow_settings_are_not_passed_to_the_script(workspace, connections, script_dir, monkeypatch):
@@ -291,7 +295,7 @@ def test_on_kill_stops_the_script_and_its_children(workspace, connections, scrip
 
 
 def test_blob_datastore_inputs_are_downloaded_and_outputs_uploaded(
-    workspace, blob_datastore, connections, script_dir, tmp_path
+    workspace, blob_datastore, connections, script_dir, tmp_path, capsys
 ):
     connections()  # the blob datastore was registered after the fixture ran
     data = tmp_path / "data"
@@ -310,6 +314,8 @@ def test_blob_datastore_inputs_are_downloaded_and_outputs_uploaded(
     )
     ti = FakeTI()
     op.execute({"ti": ti, "params": {}})
+    # Said once, as information: two mounted inputs, one message.
+    assert capsys.readouterr().out.count("No FUSE mounts here: 'mount' inputs on datastore 'blobstore'") == 1
     location = DatastoreUri.parse(ti.pushed["o"])
     assert location.datastore == "blobstore"
     back = tmp_path / "back"
