@@ -189,3 +189,21 @@ def test_data_reference_upload_mode_writes_to_a_fixed_location(workspace, script
     assert run.wait_for_completion(show_output=False) == "Finished"
     assert store.download(str(tmp_path / "got"), prefix="reports/latest", show_progress=False) == 1
     assert (tmp_path / "got" / "reports" / "latest" / "report.txt").read_text() == "final report"
+
+
+def test_runs_of_an_earlier_pipeline_version_stay_readable(workspace, scripts):
+    out = PipelineData("out")
+    old = PythonScriptStep(
+        "write.py", name="old_step", source_directory=scripts, arguments=["--out", out], outputs=[out]
+    )
+    experiment = Experiment(workspace, "runs_versions")
+    first = experiment.submit(Pipeline(workspace, [old]))
+    new_out = PipelineData("out")
+    new = PythonScriptStep(
+        "write.py", name="new_step", source_directory=scripts, arguments=["--out", new_out], outputs=[new_out]
+    )
+    experiment.submit(Pipeline(workspace, [new]))
+    from aml_airflow_provider.pipeline.core import PipelineRun
+
+    reloaded = PipelineRun.get(workspace, first.id)  # reads the experiment's current spec
+    assert [(s.name, s.get_status()) for s in reloaded.get_steps()] == [("old_step", "Finished")]

@@ -8,13 +8,14 @@ from typing import TYPE_CHECKING, Any
 
 from aml_airflow_provider.exceptions import ActivityFailedException, UserErrorException
 from aml_airflow_provider.pipeline.core.graph import PortDataReference
+from aml_airflow_provider.spec import StepSpec
 from aml_airflow_provider.uris import DatastoreUri
 
 if TYPE_CHECKING:
     from aml_airflow_provider.core.experiment import Experiment
     from aml_airflow_provider.core.workspace import Workspace
     from aml_airflow_provider.deployment.base import TaskRecord
-    from aml_airflow_provider.spec import PipelineSpec, StepSpec
+    from aml_airflow_provider.spec import PipelineSpec
 
 #: Airflow DAG-run states as v1 pipeline-run statuses.
 RUN_STATUS = {"queued": "NotStarted", "running": "Running", "success": "Finished", "failed": "Failed"}
@@ -89,6 +90,13 @@ class PipelineRun:
             self._spec = read_dag_document(path)[2]
         return self._spec
 
+    def _step_spec(self, task_id: str) -> StepSpec:
+        try:
+            return self.spec.step(task_id)
+        except KeyError:
+            # A run of an earlier version of the experiment's DAG: its task is no longer in the spec.
+            return StepSpec(name=task_id, task_id=task_id, kind="unknown", kind_version=0, config={})
+
     def _record(self):
         record = self._deployment.dag_run(self.experiment.dag_id, self._run_id)
         if record is None:
@@ -120,7 +128,7 @@ class PipelineRun:
         for ti in self._deployment.task_instances(self.experiment.dag_id, self._run_id):
             if STEP_STATUS.get(_state_name(ti.state), "Running") in ("NotStarted", "Queued"):
                 continue
-            steps.append(StepRun(self, self.spec.step(ti.task_id), ti))
+            steps.append(StepRun(self, self._step_spec(ti.task_id), ti))
         return steps
 
     get_children = get_steps
@@ -157,7 +165,7 @@ class PipelineRun:
         """A readable table of steps, statuses and outputs."""
         lines = [f"PipelineRun {self._run_id} (experiment '{self.experiment.name}'): {self.get_status()}"]
         for ti in self._deployment.task_instances(self.experiment.dag_id, self._run_id):
-            step = StepRun(self, self.spec.step(ti.task_id), ti)
+            step = StepRun(self, self._step_spec(ti.task_id), ti)
             lines.append(f"  StepRun {step.name!r}: {step.get_status()}")
             for name, uri in step._output_uris().items():
                 lines.append(f"    output {name}: {uri}")
