@@ -40,9 +40,6 @@ class DatastoreUri:
         check_datastore_name(name)
         return cls(name, normalize_datastore_path(unquote(path)))
 
-    def child(self, *parts: str) -> DatastoreUri:
-        return DatastoreUri(self.datastore, normalize_datastore_path("/".join([self.path, *parts])))
-
 
 def format_uri(datastore: str, path: str) -> str:
     return str(DatastoreUri(datastore, normalize_datastore_path(path)))

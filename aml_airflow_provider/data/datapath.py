@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from aml_airflow_provider._names import normalize_datastore_path
 from aml_airflow_provider.data.data_reference import _check_datastore
 from aml_airflow_provider.exceptions import UserErrorException
-from aml_airflow_provider.uris import DatastoreUri, format_uri
+from aml_airflow_provider.uris import format_uri
 
 if TYPE_CHECKING:
     from aml_airflow_provider.core.datastore import Datastore
@@ -60,13 +60,6 @@ class DataPath:
 
     def __repr__(self) -> str:
         return f"DataPath(datastore={self.datastore.name!r}, path_on_datastore={self.path_on_datastore!r})"
-
-    @staticmethod
-    def uri_of(value: object) -> str:
-        """The ``azureml://`` URI of a DataPath, or of a URI string (validated)."""
-        if isinstance(value, DataPath):
-            return value.uri
-        return str(DatastoreUri.parse(value))
 
 
 class DataPathComputeBinding:
