@@ -32,6 +32,10 @@ class ScriptNotFoundError(StepDefinitionError):
     """A step's script does not exist in its source directory."""
 
 
+class SnapshotTooLargeError(UserErrorException):
+    """A step's source directory exceeds the snapshot size or file-count limit."""
+
+
 class DataPathError(UserErrorException):
     """A path on a datastore is malformed or escapes the datastore root."""
 
@@ -83,6 +87,7 @@ __all__ = [
     "PipelineParameterError",
     "PipelineValidationError",
     "ScriptNotFoundError",
+    "SnapshotTooLargeError",
     "StepDefinitionError",
     "StepRunError",
     "UserErrorException",

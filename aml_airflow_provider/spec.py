@@ -15,6 +15,11 @@ from typing import Any
 
 SPEC_VERSION = 1
 
+#: DAG params every translated DAG has besides the pipeline's own (so pipelines cannot use these names).
+REGENERATE_PARAM = "regenerate_outputs"
+TAGS_CONF_KEY = "aml_tags"
+RESERVED_PARAMETERS = (REGENERATE_PARAM, TAGS_CONF_KEY)
+
 #: Parameter types, with the JSON-schema type each becomes as a DAG ``Param``.
 PARAMETER_TYPES = {
     "int": "integer",

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from aml_airflow_provider.operators.registry import operator_for
-from aml_airflow_provider.spec import PARAMETER_TYPES, ParameterSpec, PipelineSpec
+from aml_airflow_provider.spec import PARAMETER_TYPES, REGENERATE_PARAM, ParameterSpec, PipelineSpec
 
 if TYPE_CHECKING:
     from airflow.sdk import DAG, BaseOperator, Param
@@ -55,14 +55,22 @@ def build_dag(spec: PipelineSpec, dag_id: str, schedule: Any = None, **dag_kwarg
     :param schedule: the DAG's schedule (default: none, runs when triggered)
     :param dag_kwargs: other ``DAG`` arguments; they override the defaults chosen here
     """
-    from airflow.sdk import DAG
+    from airflow.sdk import DAG, Param
 
     kwargs: dict[str, Any] = {
         "catchup": False,
         "tags": ["aml"],
         "doc_md": _doc_md(spec),
         "description": spec.description,
-        "params": {p.name: _param(p) for p in spec.parameters},
+        "params": {
+            **{p.name: _param(p) for p in spec.parameters},
+            REGENERATE_PARAM: Param(
+                False,
+                type="boolean",
+                title="regenerate_outputs",
+                description="Run every step, reusing no earlier results (v1's regenerate_outputs).",
+            ),
+        },
     }
     kwargs.update({k: v for k, v in dag_kwargs.items() if v is not None})
     with DAG(dag_id, schedule=schedule, **kwargs) as dag:

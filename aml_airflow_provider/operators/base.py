@@ -1,4 +1,9 @@
-"""The shared body of every step operator: resolve inputs, stage outputs, run, publish, push XCom."""
+"""The shared body of every step operator.
+
+A step run goes: take (or fetch) the source snapshot → locate the inputs → fingerprint → reuse an
+earlier run, or make the inputs local, run, publish the outputs → keep metrics, files and the log →
+record the run in the reuse index → push the outputs' URIs to XCom.
+"""
 
 from __future__ import annotations
 
@@ -6,23 +11,33 @@ import re
 import shutil
 import tempfile
 from abc import abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseOperator
 
 from aml_airflow_provider._names import data_env_name, parameter_env_name
 from aml_airflow_provider.exceptions import UserErrorException
-from aml_airflow_provider.spec import InputSpec, OutputSpec, PipelineSpec, StepSpec, port_dict
+from aml_airflow_provider.operators.links import XCOM_LOGS_URL, XCOM_OUTPUTS_URL, StepLogsLink, StepOutputsLink
+from aml_airflow_provider.spec import REGENERATE_PARAM, InputSpec, OutputSpec, PipelineSpec, StepSpec, port_dict
 from aml_airflow_provider.uris import DatastoreUri
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+    from aml_airflow_provider.runtime.reuse import Fingerprint, ReuseIndex
     from aml_airflow_provider.storage.base import DatastoreBackend
 
 _UNSAFE_PATH_CHARS = re.compile(r"[^A-Za-z0-9_.-]+")
+#: XCom keys besides the outputs' names ('.' cannot occur in an output name).
+XCOM_FINGERPRINT = "aml.fingerprint"
+XCOM_STEP_RUN = "aml.step_run"
+XCOM_REUSED_FROM = "aml.reused_from"
+#: How often a running step checks whether the run was cancelled or, without
+#: continue_on_step_failure, another step failed.
+WATCH_SECONDS = 2.0
 
 
 def run_folder(dag_id: str, run_id: str) -> str:
@@ -33,9 +48,9 @@ def run_folder(dag_id: str, run_id: str) -> str:
 class AmlStepOperator(BaseOperator):
     """Base of the step operators.
 
-    Subclasses implement :meth:`run_step`; this class makes the inputs local, gives the step paths for
-    its outputs, publishes the outputs when the step succeeds (discarding them when it fails), and
-    pushes each output's ``azureml://`` URI to XCom under the output's name.
+    Subclasses implement :meth:`run_step` (and may extend :meth:`prepare_workdir` and
+    :meth:`fingerprint_components`); this class does everything around it: snapshots, reuse,
+    inputs, outputs, tracking and XCom.
 
     :param workspace: the workspace whose datastores the ports name
     :param inputs: input ports, as dicts of :class:`~aml_airflow_provider.spec.InputSpec` fields:
@@ -47,13 +62,23 @@ class AmlStepOperator(BaseOperator):
     :param pipeline_parameters: names of DAG params the step sees as ``AML_PARAMETER_<name>``
     :param step_name: the step's display name (default: the task id)
     :param continue_on_step_failure: v1's flag. ``False``: once any step of the run has failed, this
-        step does not start (it is skipped, shown as ``Canceled``). ``True`` (Airflow's own behaviour):
-        only steps downstream of the failure are held back. Either way the run ends ``Failed``.
+        step does not start, and stops if it is running (it ends skipped, shown as ``Canceled``).
+        ``True`` (Airflow's own behaviour): only steps downstream of the failure are held back.
+        Either way the run ends ``Failed``.
+    :param allow_reuse: reuse an earlier run of the step whose fingerprint is the same
+    :param version: v1's free-form step version (part of the fingerprint)
+    :param compute_target: the compute's name (part of the fingerprint)
+    :param default_datastore: where snapshots, the reuse index and step-run records go (default:
+        the workspace's default datastore)
     """
 
     template_fields: Sequence[str] = ("inputs", "outputs")
     template_fields_renderers = {"inputs": "json", "outputs": "json"}
+    operator_extra_links = (StepOutputsLink(), StepLogsLink())
     ui_color = "#cfe8ff"
+    #: Step kind and its semantics version (part of the fingerprint).
+    kind: ClassVar[str] = "AmlStep"
+    kind_version: ClassVar[int] = 1
 
     def __init__(
         self,
@@ -64,15 +89,23 @@ class AmlStepOperator(BaseOperator):
         pipeline_parameters: Sequence[str] = (),
         step_name: str | None = None,
         continue_on_step_failure: bool = True,
+        allow_reuse: bool = True,
+        version: str | None = None,
+        compute_target: str | None = None,
+        default_datastore: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.continue_on_step_failure = continue_on_step_failure
         self.workspace = workspace
         self.inputs = list(inputs)
         self.outputs = list(outputs)
         self.pipeline_parameters = list(pipeline_parameters)
         self.step_name = step_name or self.task_id
+        self.continue_on_step_failure = continue_on_step_failure
+        self.allow_reuse = allow_reuse
+        self.version = version
+        self.compute_target = compute_target
+        self.default_datastore = default_datastore
         self._backends: dict[str, DatastoreBackend] = {}
 
     # -- building from a spec ---------------------------------------------------------------------
@@ -90,6 +123,10 @@ class AmlStepOperator(BaseOperator):
             inputs=[port_dict(i) for i in step.inputs],
             outputs=[port_dict(o) for o in step.outputs],
             pipeline_parameters=list(step.parameters),
+            allow_reuse=step.allow_reuse,
+            version=step.version,
+            compute_target=step.compute,
+            default_datastore=pipeline.default_datastore,
             **cls.kwargs_from_config(step),
             **kwargs,
         )
@@ -101,13 +138,22 @@ class AmlStepOperator(BaseOperator):
     def kwargs_from_config(cls, step: StepSpec) -> dict[str, Any]:
         """The subclass's constructor arguments for the kind-specific part of a step spec."""
 
-    # -- execution --------------------------------------------------------------------------------
+    # -- helpers ----------------------------------------------------------------------------------
     def backend(self, datastore: str) -> DatastoreBackend:
         if datastore not in self._backends:
             from aml_airflow_provider.hooks.datastore import AmlDatastoreHook
 
             self._backends[datastore] = AmlDatastoreHook.for_datastore(self.workspace, datastore).backend
         return self._backends[datastore]
+
+    def _default_store(self) -> DatastoreBackend:
+        if self.default_datastore is None:
+            from aml_airflow_provider.deployment.base import workspace_conn_id
+            from aml_airflow_provider.hooks.workspace import AmlWorkspaceHook
+
+            settings = AmlWorkspaceHook(workspace_conn_id(self.workspace)).get_conn()
+            self.default_datastore = settings["default_datastore"]
+        return self.backend(self.default_datastore)
 
     def _parse_ports(self) -> tuple[list[InputSpec], list[OutputSpec]]:
         """Validate the (rendered) port dicts; raise naming the task and port."""
@@ -151,16 +197,29 @@ class AmlStepOperator(BaseOperator):
         for name in self.pipeline_parameters:
             if name not in params:
                 raise UserErrorException(f"Task '{self.task_id}': the DAG has no param '{name}'.")
-            value = params[name]
-            env[parameter_env_name(name)] = value_text(value)
+            env[parameter_env_name(name)] = value_text(params[name])
         return env
+
+    def _failed_steps(self, ti: Any) -> list[str]:
+        states = ti.get_task_states(dag_id=ti.dag_id, run_ids=[ti.run_id]).get(ti.run_id, {})
+        return sorted(task for task, state in states.items() if state == "failed" and task != ti.task_id)
+
+    def _stop_reason(self, ti: Any) -> str | None:
+        """Why this step should stop now: the run was cancelled, or (without continue_on_step_failure)
+        another step failed. ``None`` to go on."""
+        if ti.get_dagrun_state(dag_id=ti.dag_id, run_id=ti.run_id) not in ("running", "queued"):
+            return "the pipeline run was cancelled"
+        if not self.continue_on_step_failure:
+            failed = self._failed_steps(ti)
+            if failed:
+                return f"{', '.join(failed)} failed and continue_on_step_failure is False"
+        return None
 
     def _stop_if_run_failed(self, ti: Any) -> None:
         """v1's ``continue_on_step_failure=False``: do not start once another step of the run failed."""
         if self.continue_on_step_failure:
             return
-        states = ti.get_task_states(dag_id=ti.dag_id, run_ids=[ti.run_id]).get(ti.run_id, {})
-        failed = sorted(task for task, state in states.items() if state == "failed")
+        failed = self._failed_steps(ti)
         if failed:
             from airflow.sdk.exceptions import AirflowSkipException
 
@@ -169,54 +228,230 @@ class AmlStepOperator(BaseOperator):
                 "and continue_on_step_failure is False."
             )
 
+    # -- execution --------------------------------------------------------------------------------
     def execute(self, context: Context) -> dict[str, str]:
         # Imported here: parsing a DAG file needs none of the run-time machinery.
-        from aml_airflow_provider.runtime.data import StepData
+        from aml_airflow_provider.runtime.reuse import ReuseIndex
 
         inputs, outputs = self._parse_ports()
         ti = context["ti"]
         self._stop_if_run_failed(ti)
-        folder = run_folder(ti.dag_id, ti.run_id)
+        folder = f"{run_folder(ti.dag_id, ti.run_id)}/{self.task_id}"
+        store = self._default_store()
+        step_run_uri = DatastoreUri(store.name, f"{folder}/step-run")
+        ti.xcom_push(key=XCOM_STEP_RUN, value=str(step_run_uri))
+        ti.xcom_push(key=XCOM_LOGS_URL, value=store.browse_url(f"{folder}/step-run/files/azureml-logs"))
         work_dir = Path(tempfile.mkdtemp(prefix=f"aml-{self.task_id[:40]}-"))
         try:
             script_dir = work_dir / "src"
-            data = StepData(self.backend, work_dir, script_dir, self.log)
-            self.prepare_workdir(script_dir)
-            try:
-                data_env: dict[str, str] = {}
-                for port in inputs:
-                    data_env[data_env_name(port.name)] = str(
-                        data.prepare_input(port, self._input_location(port, context))
-                    )
-                for out in outputs:
-                    location = DatastoreUri(out.datastore, f"{folder}/{self.task_id}/{out.name}")
-                    data_env[data_env_name(out.name)] = str(data.prepare_output(out, location))
-                self.run_step(
-                    context,
-                    script_dir=script_dir,
-                    data_env=data_env,
-                    parameter_env=self.parameter_environment(context),
-                )
-                uris = data.publish()
-            finally:
-                data.discard()
+            snapshot_id = self.prepare_workdir(script_dir, work_dir, store)
+            locations = {port.name: self._input_location(port, context) for port in inputs}
+            parameter_env = self.parameter_environment(context)
+            fingerprint = self._fingerprint(context, inputs, outputs, locations, parameter_env, snapshot_id)
+            ti.xcom_push(key=XCOM_FINGERPRINT, value=fingerprint.id)
+            index = ReuseIndex(store)
+            reused = self._try_reuse(context, index, fingerprint, store)
+            if reused is not None:
+                uris = reused
+            else:
+                uris = self._run(context, work_dir, script_dir, inputs, outputs, locations, parameter_env, folder)
+                self._record(index, fingerprint, uris, ti, step_run_uri, snapshot_id)
         finally:
             shutil.rmtree(work_dir, ignore_errors=True)
         for name, uri in uris.items():
             ti.xcom_push(key=name, value=uri)
+        ti.xcom_push(key=XCOM_OUTPUTS_URL, value=store.browse_url(folder))
         return uris
 
-    def prepare_workdir(self, script_dir: Path) -> None:
-        """Fill the script's working directory before inputs are placed (default: create it)."""
+    def _run(
+        self,
+        context: Context,
+        work_dir: Path,
+        script_dir: Path,
+        inputs: list[InputSpec],
+        outputs: list[OutputSpec],
+        locations: Mapping[str, DatastoreUri],
+        parameter_env: dict[str, str],
+        folder: str,
+    ) -> dict[str, str]:
+        """Run the step for real; publish its outputs, then (success or not) its step-run record."""
+        from aml_airflow_provider.runtime.data import StepData
+
+        ti = context["ti"]
+        data = StepData(self.backend, work_dir, script_dir, self.log)
+        tracking_dir = work_dir / "tracking"
+        driver_log = work_dir / "driver_log.txt"
+        status = "Failed"
+        try:
+            data_env = {data_env_name(p.name): str(data.prepare_input(p, locations[p.name])) for p in inputs}
+            for out in outputs:
+                location = DatastoreUri(out.datastore, f"{folder}/{out.name}")
+                data_env[data_env_name(out.name)] = str(data.prepare_output(out, location))
+            self.run_step(
+                context,
+                script_dir=script_dir,
+                data_env=data_env,
+                parameter_env=parameter_env,
+                tracking_dir=tracking_dir,
+                driver_log=driver_log,
+                should_stop=lambda: self._stop_reason(ti),
+            )
+            uris = data.publish()
+            status = "Finished"
+            return uris
+        finally:
+            data.discard()
+            self._keep_step_run(tracking_dir, script_dir, driver_log, work_dir / "step-run", folder, status)
+
+    def _keep_step_run(
+        self, tracking_dir: Path, script_dir: Path, driver_log: Path, dest: Path, folder: str, status: str
+    ) -> None:
+        """Publish metrics, tags, files and the driver log with the step run, whether it worked or not."""
+        from aml_airflow_provider.runtime import tracking
+
+        record = tracking.collect(tracking_dir, script_dir, driver_log, dest)
+        details = {
+            "status": status,
+            "step": self.step_name,
+            "task_id": self.task_id,
+            "finished": datetime.now(UTC).isoformat(),
+        }
+        tracking.write_details(record, details)
+        try:
+            self._default_store().replace(record, f"{folder}/step-run")
+        except Exception:
+            # Losing the record must not turn a good step run into a failure, nor hide why a bad one failed.
+            self.log.exception("Could not keep the step run's metrics and logs at %s", f"{folder}/step-run")
+
+    def _fingerprint(
+        self,
+        context: Context,
+        inputs: list[InputSpec],
+        outputs: list[OutputSpec],
+        locations: Mapping[str, DatastoreUri],
+        parameter_env: dict[str, str],
+        snapshot_id: str | None,
+    ) -> Fingerprint:
+        from aml_airflow_provider.runtime.reuse import Fingerprint, data_identity
+
+        identities: dict[str, Any] = {}
+        for port in inputs:
+            if port.step is not None:
+                producer = context["ti"].xcom_pull(task_ids=port.step, key=XCOM_FINGERPRINT)
+                identities[port.name] = {"producer": producer, "output": port.output, "mode": port.mode}
+            else:
+                location = locations[port.name]
+                identity = data_identity(self.backend(location.datastore), location.path)
+                identities[port.name] = {**identity, "uri": str(location), "mode": port.mode}
+        components = {
+            "kind": f"{self.kind}/{self.kind_version}",
+            "version": self.version,
+            "compute": self.compute_target,
+            "snapshot": snapshot_id,
+            "parameters": {name: context["params"][name] for name in self.pipeline_parameters},
+            "inputs": identities,
+            "outputs": [port_dict(o) for o in outputs],
+            **self.fingerprint_components(parameter_env),
+        }
+        return Fingerprint(components)
+
+    def _try_reuse(
+        self, context: Context, index: ReuseIndex, fingerprint: Fingerprint, store: DatastoreBackend
+    ) -> dict[str, str] | None:
+        """The earlier outputs' URIs if this step may and can reuse a run; else log why it runs."""
+        from aml_airflow_provider.runtime.reuse import explain
+        from aml_airflow_provider.runtime.snapshot import diff_stored
+
+        ti = context["ti"]
+        if not self.allow_reuse:
+            self.log.info("Step '%s' runs: allow_reuse is False.", self.step_name)
+            return None
+        if context["params"].get(REGENERATE_PARAM):
+            self.log.info("Step '%s' runs: regenerate_outputs is set for this run.", self.step_name)
+            return None
+        hit = index.lookup(fingerprint.id)
+        if hit is not None:
+            gone = [name for name, out in hit["outputs"].items() if not self._output_still_there(out)]
+            if not gone:
+                self.log.info("reused step run %s (fingerprint %s)", hit["step_run"]["id"], fingerprint.id)
+                ti.xcom_push(key=XCOM_REUSED_FROM, value=hit["step_run"]["id"])
+                ti.xcom_push(key=XCOM_STEP_RUN, value=hit["step_run"]["record"])
+                return {name: out["uri"] for name, out in hit["outputs"].items()}
+            self.log.info(
+                "Step '%s' runs: step run %s had the same fingerprint, but its outputs %s are gone.",
+                self.step_name,
+                hit["step_run"]["id"],
+                ", ".join(gone),
+            )
+            return None
+        previous = index.latest(ti.dag_id, ti.task_id)
+        reasons = explain(
+            previous and previous["components"], fingerprint.components, lambda old, new: diff_stored(store, old, new)
+        )
+        self.log.info("Step '%s' runs (fingerprint %s): %s", self.step_name, fingerprint.id, "; ".join(reasons))
+        return None
+
+    def _output_still_there(self, output: Mapping[str, Any]) -> bool:
+        location = DatastoreUri.parse(output["uri"])
+        return output["files"] == 0 or bool(self.backend(location.datastore).list_files(location.path))
+
+    def _record(
+        self,
+        index: ReuseIndex,
+        fingerprint: Fingerprint,
+        uris: Mapping[str, str],
+        ti: Any,
+        step_run_uri: DatastoreUri,
+        snapshot_id: str | None,
+    ) -> None:
+        outputs = {}
+        for name, uri in uris.items():
+            location = DatastoreUri.parse(uri)
+            outputs[name] = {"uri": uri, "files": len(self.backend(location.datastore).list_files(location.path))}
+        entry = {
+            "fingerprint": fingerprint.id,
+            "components": fingerprint.components,
+            "snapshot": snapshot_id,
+            "outputs": outputs,
+            "step_run": {
+                "id": f"{ti.run_id}.{ti.task_id}",
+                "dag_id": ti.dag_id,
+                "run_id": ti.run_id,
+                "task_id": ti.task_id,
+                "record": str(step_run_uri),
+            },
+            "created": datetime.now(UTC).isoformat(),
+        }
+        index.record(entry, dag_id=ti.dag_id, task_id=ti.task_id, reusable=self.allow_reuse)
+
+    # -- what subclasses provide ------------------------------------------------------------------
+    def prepare_workdir(self, script_dir: Path, work_dir: Path, store: DatastoreBackend) -> str | None:
+        """Fill the script's working directory; return the id of the source snapshot it holds, if any."""
         script_dir.mkdir(parents=True, exist_ok=True)
+        return None
+
+    def fingerprint_components(self, parameter_env: dict[str, str]) -> dict[str, Any]:
+        """The kind-specific part of the fingerprint (what the step runs, with this run's values)."""
+        return {}
 
     @abstractmethod
     def run_step(
-        self, context: Context, *, script_dir: Path, data_env: dict[str, str], parameter_env: dict[str, str]
+        self,
+        context: Context,
+        *,
+        script_dir: Path,
+        data_env: dict[str, str],
+        parameter_env: dict[str, str],
+        tracking_dir: Path,
+        driver_log: Path,
+        should_stop: Callable[[], str | None],
     ) -> None:
         """Do the step's work; raise on failure.
 
         :param script_dir: the working directory (with the source snapshot)
         :param data_env: ``AZUREML_DATAREFERENCE_<port>`` -> local path, for every port
         :param parameter_env: ``AML_PARAMETER_<name>`` -> value, for the pipeline parameters
+        :param tracking_dir: where ``Run.get_context()`` records metrics, tags and files
+        :param driver_log: where the step's own output goes (kept with the step run)
+        :param should_stop: call now and then; a reason means stop (and raise) now
         """

@@ -2,47 +2,38 @@
 
 from __future__ import annotations
 
-import shutil
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from aml_airflow_provider.exceptions import StepRunError, UserErrorException
+from aml_airflow_provider.exceptions import StepRunError
 from aml_airflow_provider.operators.base import AmlStepOperator
-from aml_airflow_provider.runtime.contract import base_environment, expand
-from aml_airflow_provider.runtime.launcher import StepProcess
+from aml_airflow_provider.runtime.contract import PARAMETER_TOKEN, base_environment, expand
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from aml_airflow_provider.spec import StepSpec
-
-#: Never copied into a step's working directory (v1's default ignores, plus caches).
-SNAPSHOT_IGNORE = (
-    ".git",
-    "__pycache__",
-    ".ipynb_checkpoints",
-    "azureml-logs",
-    "azureml-setup",
-    ".azureml",
-    "outputs",
-)
+    from aml_airflow_provider.storage.base import DatastoreBackend
 
 
 class PythonScriptStepOperator(AmlStepOperator):
-    """Run ``python <script_name> <arguments>`` in a copy of ``source_directory``.
+    """Run ``python <script_name> <arguments>`` in a snapshot of ``source_directory``.
 
     The script gets SDK v1's contract: ``$AZUREML_DATAREFERENCE_<port>`` and ``$AML_PARAMETER_<name>``
     in ``arguments`` and ``step_params`` are replaced by local paths and parameter values, and set as
-    environment variables. No shell is involved. Its stdout and stderr stream into the task log; a
-    non-zero exit fails the task with the end of stderr in the error.
+    environment variables. No shell is involved. Its stdout and stderr stream into the task log (and
+    the step run's driver log); a non-zero exit fails the task with the end of stderr in the error.
 
     :param script_name: the script, relative to ``source_directory`` (templated)
-    :param source_directory: the folder holding the script (templated)
+    :param source_directory: the folder holding the script; the step runs from a snapshot of it, taken
+        now, unless ``snapshot`` names one taken earlier (templated)
+    :param snapshot: id of a stored source snapshot to run from (set by ``submit`` and ``publish``)
     :param arguments: command-line arguments (templated)
     :param step_params: v1 ``params``: each ``key: value`` is set as ``AML_PARAMETER_<key>`` (templated)
     :param environment_variables: extra environment variables for the script (templated)
+    :param environment: the declared environment (packages, image), part of the fingerprint
     :param python: the interpreter (default: the worker's own)
     :param kwargs: see :class:`~aml_airflow_provider.operators.base.AmlStepOperator`
     """
@@ -61,26 +52,32 @@ class PythonScriptStepOperator(AmlStepOperator):
         "step_params": "json",
         "environment_variables": "json",
     }
+    kind = "PythonScriptStep"
+    kind_version = 1
 
     def __init__(
         self,
         *,
         script_name: str,
         source_directory: str,
+        snapshot: str | None = None,
         arguments: Sequence[str] = (),
         step_params: Mapping[str, str] | None = None,
         environment_variables: Mapping[str, str] | None = None,
+        environment: Mapping[str, Any] | None = None,
         python: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.script_name = script_name
         self.source_directory = source_directory
+        self.snapshot = snapshot
         self.arguments = list(arguments)
         self.step_params = dict(step_params or {})
         self.environment_variables = dict(environment_variables or {})
+        self.environment = dict(environment or {})
         self.python = python
-        self._process: StepProcess | None = None
+        self._process = None
 
     @classmethod
     def kwargs_from_config(cls, step: StepSpec) -> dict[str, Any]:
@@ -88,28 +85,69 @@ class PythonScriptStepOperator(AmlStepOperator):
         return {
             "script_name": config["script_name"],
             "source_directory": config["source_directory"],
+            "snapshot": config.get("snapshot"),
             "arguments": list(config["arguments"]),
             "step_params": dict(config["params"]),
             "environment_variables": dict(config.get("environment_variables") or {}),
+            "environment": dict(config.get("environment") or {}),
         }
 
-    def prepare_workdir(self, script_dir: Path) -> None:
-        # The script runs in a copy, so whatever it writes never lands in the source folder.
-        source = Path(self.source_directory)
-        if not (source / self.script_name).is_file():
-            raise UserErrorException(
-                f"Step '{self.step_name}': script {self.script_name!r} not found in {str(source)!r} on this worker."
-            )
-        shutil.copytree(source, script_dir, ignore=shutil.ignore_patterns(*SNAPSHOT_IGNORE), symlinks=True)
+    def prepare_workdir(self, script_dir: Path, work_dir: Path, store: DatastoreBackend) -> str | None:
+        """Run from a snapshot, never from the live folder: the pinned one, or one taken now."""
+        from aml_airflow_provider.runtime import snapshot
 
-    def run_step(
-        self, context: Context, *, script_dir: Path, data_env: dict[str, str], parameter_env: dict[str, str]
-    ) -> None:
-        ti = context["ti"]
-        where = f"Step '{self.step_name}'"
+        if self.snapshot:
+            stored = snapshot.load(self.snapshot, store, work_dir)
+            snapshot.materialize(stored, store, script_dir)
+            snapshot_id = self.snapshot
+        else:
+            snapshot.copy_kept_files(Path(self.source_directory), script_dir)
+            snapshot_id = snapshot.store(snapshot.scan(script_dir), script_dir, store)
+        self.log.info("Step '%s' runs from source snapshot %s", self.step_name, snapshot_id)
+        if not (script_dir / self.script_name).is_file():
+            raise StepRunError(
+                f"Step '{self.step_name}': script {self.script_name!r} is not in source snapshot {snapshot_id} "
+                "(is it ignored by .amlignore/.gitignore?)."
+            )
+        return snapshot_id
+
+    def _contract(self, parameter_env: dict[str, str], data_env: dict[str, str]) -> dict[str, str]:
         contract = {**parameter_env, **data_env}
         for key, value in self.step_params.items():
-            contract[f"AML_PARAMETER_{key}"] = expand(str(value), contract, where=f"{where} params[{key!r}]")
+            contract[f"AML_PARAMETER_{key}"] = expand(str(value), contract, where=f"Step '{self.step_name}' params")
+        return contract
+
+    def fingerprint_components(self, parameter_env: dict[str, str]) -> dict[str, Any]:
+        # Parameters are resolved; data placeholders stay as written (inputs count by content instead).
+        where = f"Step '{self.step_name}'"
+        params = {
+            k: expand(str(v), parameter_env, where=where, only=PARAMETER_TOKEN) for k, v in self.step_params.items()
+        }
+        resolved = {**parameter_env, **{f"AML_PARAMETER_{k}": v for k, v in params.items()}}
+        return {
+            "script": self.script_name,
+            "arguments": [expand(str(a), resolved, where=where, only=PARAMETER_TOKEN) for a in self.arguments],
+            "params": params,
+            "environment": {"declared": self.environment, "variables": self.environment_variables},
+        }
+
+    def run_step(
+        self,
+        context: Context,
+        *,
+        script_dir: Path,
+        data_env: dict[str, str],
+        parameter_env: dict[str, str],
+        tracking_dir: Path,
+        driver_log: Path,
+        should_stop: Callable[[], str | None],
+    ) -> None:
+        from aml_airflow_provider.runtime.launcher import StepProcess
+        from aml_airflow_provider.runtime.tracking import TRACKING_DIR_VARIABLE
+
+        ti = context["ti"]
+        where = f"Step '{self.step_name}'"
+        contract = self._contract(parameter_env, data_env)
         env = {
             **base_environment(),
             **{str(k): str(v) for k, v in self.environment_variables.items()},
@@ -119,18 +157,30 @@ class PythonScriptStepOperator(AmlStepOperator):
             "AZUREML_EXPERIMENT_NAME": ti.dag_id,
             "AZUREML_ARM_WORKSPACE_NAME": self.workspace,
             "AZUREML_STEP_NAME": self.step_name,
+            TRACKING_DIR_VARIABLE: str(tracking_dir),
             "PYTHONUNBUFFERED": "1",
         }
         args = [expand(str(a), contract, where=f"{where} argument {a!r}") for a in self.arguments]
-        self.log.info("Preparing to call script [ %s ] with arguments: %s", self.script_name, self.arguments)
-        self.log.info("After variable expansion, calling script [ %s ] with arguments: %s", self.script_name, args)
-        self._process = StepProcess([self.python or sys.executable, self.script_name, *args], script_dir, env, self.log)
-        result = self._process.run()
+        with open(driver_log, "a", encoding="utf-8") as fh:
+            # v1's driver log showed both lines; they tell a user what their arguments became.
+            for line in (
+                f"Preparing to call script [ {self.script_name} ] with arguments: {self.arguments}",
+                f"After variable expansion, calling script [ {self.script_name} ] with arguments: {args}",
+            ):
+                self.log.info("%s", line)
+                fh.write(line + "\n")
+        self._process = StepProcess(
+            [self.python or sys.executable, self.script_name, *args], script_dir, env, self.log, driver_log
+        )
+        result = self._process.run(should_stop)
+        if result.stopped_because:
+            from airflow.sdk.exceptions import AirflowSkipException
+
+            raise AirflowSkipException(f"{where} stopped: {result.stopped_because}.")
         if result.returncode != 0:
             tail = "\n".join(result.stderr_tail) or "(no output on stderr)"
             raise StepRunError(
-                f"Step '{self.step_name}' failed: {self.script_name} exited with code {result.returncode}. "
-                f"End of its stderr:\n{tail}"
+                f"{where} failed: {self.script_name} exited with code {result.returncode}. End of its stderr:\n{tail}"
             )
 
     def on_kill(self) -> None:

@@ -134,11 +134,9 @@ class StepData:
             if not out.local.exists():
                 self.log.warning("The script wrote nothing to output '%s'; it is published empty.", out.name)
                 out.local.mkdir(parents=True)
-            if out.backend.list_files(out.location.path):
-                # Left by an attempt that died after writing: nobody was told about it (no XCom).
-                self.log.info("Removing what an earlier attempt left at %s", out.backend.describe(out.location.path))
-                out.backend.delete_prefix(out.location.path)
-            out.backend.publish(out.local, out.location.path, report=self._report)
+            # Anything already there was left by an attempt that died after writing: nobody was told
+            # about it (no XCom, no reuse-index entry), so it is replaced.
+            out.backend.replace(out.local, out.location.path, report=self._report)
             self.log.info("Output '%s' published to %s", out.name, out.location)
             uris[out.name] = str(out.location)
         for up in self._uploads:

@@ -1,4 +1,4 @@
-"""Running a step's process: no shell, output streamed line by line into the task log."""
+"""Running a step's process: no shell, output streamed line by line into the task log and the driver log."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import signal
 import subprocess
 import threading
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -19,8 +19,16 @@ STDERR_TAIL_LINES = 40
 
 @dataclass
 class ProcessResult:
+    """How the process ended.
+
+    :param returncode: its exit code (negative: killed by that signal)
+    :param stderr_tail: the last lines it wrote to stderr
+    :param stopped_because: why it was stopped on request, if it was
+    """
+
     returncode: int
     stderr_tail: list[str]
+    stopped_because: str | None = None
 
 
 class StepProcess:
@@ -30,45 +38,73 @@ class StepProcess:
     :param cwd: working directory
     :param env: the complete environment
     :param log: where each line of output goes
+    :param driver_log: a file that also receives every line (v1's ``70_driver_log.txt``)
     """
 
-    def __init__(self, argv: Sequence[str], cwd: Path, env: Mapping[str, str], log: logging.Logger) -> None:
+    def __init__(
+        self,
+        argv: Sequence[str],
+        cwd: Path,
+        env: Mapping[str, str],
+        log: logging.Logger,
+        driver_log: Path | None = None,
+    ) -> None:
         self.argv = list(argv)
         self.cwd = cwd
         self.env = dict(env)
         self.log = log
+        self.driver_log = driver_log
         self._proc: subprocess.Popen[bytes] | None = None
+        self._tee_lock = threading.Lock()
 
-    def _pump(self, stream: IO[bytes], tail: deque[str] | None) -> None:
+    def _pump(self, stream: IO[bytes], tail: deque[str] | None, tee: IO[str] | None) -> None:
         for raw in iter(stream.readline, b""):
             line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
             self.log.info("%s", line)
+            if tee is not None:
+                with self._tee_lock:
+                    tee.write(line + "\n")
+                    tee.flush()
             if tail is not None:
                 tail.append(line)
         stream.close()
 
-    def run(self) -> ProcessResult:
-        """Run to completion and return the exit code with the end of stderr."""
-        self._proc = subprocess.Popen(
-            self.argv,
-            cwd=self.cwd,
-            env=self.env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-        )
-        tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
-        pumps = [
-            threading.Thread(target=self._pump, args=(self._proc.stdout, None), daemon=True),
-            threading.Thread(target=self._pump, args=(self._proc.stderr, tail), daemon=True),
-        ]
-        for t in pumps:
-            t.start()
-        returncode = self._proc.wait()
-        for t in pumps:
-            t.join()
-        return ProcessResult(returncode, list(tail))
+    def run(self, should_stop: Callable[[], str | None] | None = None, poll_seconds: float = 2.0) -> ProcessResult:
+        """Run to completion (or until ``should_stop`` gives a reason); return how it ended."""
+        tee = open(self.driver_log, "a", encoding="utf-8") if self.driver_log else None  # noqa: SIM115
+        try:
+            self._proc = subprocess.Popen(
+                self.argv,
+                cwd=self.cwd,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+            )
+            tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
+            pumps = [
+                threading.Thread(target=self._pump, args=(self._proc.stdout, None, tee), daemon=True),
+                threading.Thread(target=self._pump, args=(self._proc.stderr, tail, tee), daemon=True),
+            ]
+            for t in pumps:
+                t.start()
+            stopped_because = None
+            while True:
+                try:
+                    returncode = self._proc.wait(timeout=poll_seconds if should_stop else None)
+                    break
+                except subprocess.TimeoutExpired:
+                    stopped_because = should_stop() if should_stop else None
+                    if stopped_because:
+                        self.log.warning("Stopping the step: %s", stopped_because)
+                        self.terminate()
+            for t in pumps:
+                t.join()
+            return ProcessResult(returncode, list(tail), stopped_because)
+        finally:
+            if tee is not None:
+                tee.close()
 
     def terminate(self, grace_seconds: float = 10.0) -> None:
         """SIGTERM the process group, then SIGKILL what is left after ``grace_seconds``."""

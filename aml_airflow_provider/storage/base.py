@@ -130,6 +130,10 @@ class DatastoreBackend(ABC):
         """A human-readable location, never containing credentials."""
         return f"datastore '{self.name}' path '{path}'"
 
+    def browse_url(self, path: str = "") -> str:
+        """A URL for people to look at ``path`` (used by the Airflow UI's extra links), without credentials."""
+        return f"azureml://datastores/{self.name}/paths/{normalize_datastore_path(path)}"
+
     # -- bulk transfers ---------------------------------------------------------------------------
     def _parallel(self, fn: Callable[[object], None], items: Sequence[object]) -> None:
         if len(items) <= 1 or self.file_concurrency <= 1:
@@ -243,6 +247,12 @@ class DatastoreBackend(ABC):
         except BaseException:
             self._cleanup_after_failure(path)
             raise
+
+    def replace(self, src: Path, path: str, *, report: Callable[[str], None] | None = None) -> None:
+        """:meth:`publish`, after removing what an earlier attempt left at ``path``."""
+        if self.list_files(path):
+            self.delete_prefix(path)
+        self.publish(src, path, report=report)
 
     def _cleanup_after_failure(self, path: str) -> None:
         try:

@@ -178,6 +178,11 @@ class BlobBackend(DatastoreBackend):
             credential = DefaultAzureCredential()
         return ContainerClient(self.account_url, self.container_name, credential=credential, **options)
 
+    def browse_url(self, path: str = "") -> str:
+        from urllib.parse import quote
+
+        return f"{self.account_url}/{self.container_name}/{quote(normalize_datastore_path(path))}"
+
     def describe(self, path: str = "") -> str:
         """E.g. ``datastore 'ds' (container 'c' in account 'acct') path 'a/b'``; never any credential.
 

@@ -91,6 +91,9 @@ class LocalBackend(DatastoreBackend):
         """
         return f"datastore '{self.name}' (local folder {self.root}) path '{path}'"
 
+    def browse_url(self, path: str = "") -> str:
+        return (self.root / normalize_datastore_path(path)).as_uri()
+
     def check_access(self) -> None:
         """Fail now, with a :class:`DatastoreError`, if this worker cannot read and write the root."""
         if not self.root.is_dir():

@@ -136,7 +136,8 @@ def test_two_runs_never_share_output_paths(workspace, scripts, tmp_path):
     step = PythonScriptStep("write.py", name="only", source_directory=scripts, arguments=["--out", out], outputs=[out])
     pipeline = Pipeline(workspace, [step])
     experiment = Experiment(workspace, "runs_twice")
-    run1, run2 = experiment.submit(pipeline), experiment.submit(pipeline)
+    run1 = experiment.submit(pipeline)
+    run2 = experiment.submit(pipeline, regenerate_outputs=True)  # else the second run reuses the first
     ref1 = run1.find_step_run("only")[0].get_output_data("out")
     ref2 = run2.find_step_run("only")[0].get_output_data("out")
     assert ref1.path_on_datastore != ref2.path_on_datastore

@@ -54,6 +54,12 @@ class FakeTI:
     def xcom_pull(self, task_ids: str, key: str) -> str | None:
         return self.upstream.get((task_ids, key))
 
+    def get_dagrun_state(self, dag_id: str, run_id: str) -> str:
+        return "running"
+
+    def get_task_states(self, dag_id: str, run_ids: list[str]) -> dict:
+        return {run_ids[0]: {}}
+
 
 @pytest.fixture
 def connections(workspace, monkeypatch):
@@ -61,7 +67,7 @@ def connections(workspace, monkeypatch):
     from airflow.sdk import Connection
 
     def export() -> None:
-        for record in workspace._deployment.list_connections("aml_datastore."):
+        for record in workspace._deployment.list_connections("aml_"):
             conn = Connection(
                 conn_id=record.conn_id, conn_type=record.conn_type, password=record.password, extra=record.extra_json
             )
@@ -180,9 +186,15 @@ def test_failed_script_fails_with_stderr_tail_and_publishes_nothing(workspace, c
     ti = FakeTI()
     with pytest.raises(StepRunError, match=r"(?s)Step 'fails' failed: fail.py exited with code 3.*did not converge"):
         op.execute({"ti": ti, "params": {}})
-    assert ti.pushed == {}
+    assert "o" not in ti.pushed  # no output URI for a failed step
     root = local_root(workspace)
-    assert not (root / "azureml" / "dag1" / "manual__2026-01-01T00_00_00_00_00" / "fails").exists()
+    # ... but its log is kept with the step run, to find out what went wrong.
+    record = DatastoreUri.parse(ti.pushed["aml.step_run"])
+    driver_log = root / record.path / "files" / "azureml-logs" / "70_driver_log.txt"
+    assert "boom: the model did not converge" in driver_log.read_text()
+    assert json.loads((root / record.path / "details.json").read_text())["status"] == "Failed"
+    step_folder = root / "azureml" / "dag1" / "manual__2026-01-01T00_00_00_00_00" / "fails"
+    assert sorted(p.name for p in step_folder.iterdir()) == ["step-run"]  # no output folder
     assert not list((root / ".aml-staging").glob("*")), "staged output of a failed step must be removed"
 
 
@@ -286,7 +298,7 @@ def test_on_kill_stops_the_script_and_its_children(workspace, connections, scrip
 
     worker = threading.Thread(target=run)
     worker.start()
-    while op._process is None or op._process._proc is None:
+    while worker.is_alive() and (op._process is None or op._process._proc is None):
         worker.join(0.05)
     op.on_kill()
     worker.join()

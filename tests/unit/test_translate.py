@@ -163,9 +163,16 @@ def test_pipeline_parameters_become_typed_dag_params(workspace, make_step, blobs
 
     params = Pipeline(workspace, [step]).to_dag("params").params
 
-    assert set(params.keys()) == {"count", "rate", "flag", "label", "input_path"}
+    assert set(params.keys()) == {"count", "rate", "flag", "label", "input_path", "regenerate_outputs"}
     types = {name: params.get_param(name).schema["type"] for name in params}
-    assert types == {"count": "integer", "rate": "number", "flag": "boolean", "label": "string", "input_path": "string"}
+    assert types == {
+        "count": "integer",
+        "rate": "number",
+        "flag": "boolean",
+        "label": "string",
+        "input_path": "string",
+        "regenerate_outputs": "boolean",
+    }
     assert params["count"] == 3 and type(params["count"]) is int
     assert params["rate"] == 0.5
     assert params["flag"] is False
@@ -196,8 +203,17 @@ def test_dag_params_reject_a_wrongly_typed_value(workspace, make_step):
         param.resolve(value="five")
 
 
-def test_pipeline_without_parameters_has_no_params(workspace, make_step):
-    assert dict(Pipeline(workspace, [make_step("s")]).to_dag("none").params) == {}
+def test_every_dag_has_the_regenerate_outputs_param(workspace, make_step):
+    params = Pipeline(workspace, [make_step("s")]).to_dag("none").params
+    assert dict(params) == {"regenerate_outputs": False}
+    assert params.get_param("regenerate_outputs").schema["type"] == "boolean"
+
+
+def test_reserved_parameter_names_are_refused(workspace, make_step):
+    from aml_airflow_provider.exceptions import PipelineValidationError
+
+    with pytest.raises(PipelineValidationError, match=r"'regenerate_outputs' .* is reserved"):
+        Pipeline(workspace, [make_step("s", arguments=[PipelineParameter("regenerate_outputs", True)])])
 
 
 # -- Jinja ------------------------------------------------------------------------------------------

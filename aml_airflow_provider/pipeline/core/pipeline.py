@@ -18,7 +18,7 @@ from aml_airflow_provider.exceptions import (
 )
 from aml_airflow_provider.pipeline.core.builder import PipelineData, PipelineStep, StepContext, StepSequence
 from aml_airflow_provider.pipeline.core.graph import PipelineParameter
-from aml_airflow_provider.spec import PipelineSpec
+from aml_airflow_provider.spec import RESERVED_PARAMETERS, PipelineSpec
 
 if TYPE_CHECKING:
     from airflow.sdk import DAG
@@ -238,6 +238,10 @@ class Pipeline:
         env_names: dict[str, str] = {}
         for step in steps:
             for name, param in step.parameters.items():
+                if name in RESERVED_PARAMETERS:
+                    problems.append(
+                        f"Pipeline parameter name '{name}' (step '{step.name}') is reserved; choose another name."
+                    )
                 known = seen.setdefault(name, param)
                 if known._key() != param._key():
                     problems.append(

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from aml_airflow_provider.exceptions import ActivityFailedException, UserErrorException
 from aml_airflow_provider.pipeline.core.graph import PortDataReference
-from aml_airflow_provider.spec import StepSpec
+from aml_airflow_provider.spec import TAGS_CONF_KEY, StepSpec
 from aml_airflow_provider.uris import DatastoreUri
 
 if TYPE_CHECKING:
@@ -115,12 +115,12 @@ class PipelineRun:
             "status": self.get_status(),
             "startTimeUtc": record.start_date.isoformat() if record.start_date else None,
             "endTimeUtc": record.end_date.isoformat() if record.end_date else None,
-            "parameters": {k: v for k, v in record.conf.items() if k != "aml_tags"},
-            "tags": record.conf.get("aml_tags", {}),
+            "parameters": {k: v for k, v in record.conf.items() if k != TAGS_CONF_KEY},
+            "tags": record.conf.get(TAGS_CONF_KEY, {}),
         }
 
     def get_tags(self) -> dict[str, str]:
-        return dict(self._record().conf.get("aml_tags", {}))
+        return dict(self._record().conf.get(TAGS_CONF_KEY, {}))
 
     def get_steps(self) -> list[StepRun]:
         """The step runs that have started or finished, in start order."""

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aml_airflow_provider.dagfile import write_dag_file
 from aml_airflow_provider.exceptions import PipelineParameterError
 from aml_airflow_provider.parameters import resolve_parameter_values
+from aml_airflow_provider.spec import REGENERATE_PARAM, TAGS_CONF_KEY, PipelineSpec
 from aml_airflow_provider.uris import DatastoreUri
 
 if TYPE_CHECKING:
     from aml_airflow_provider.core.experiment import Experiment
+    from aml_airflow_provider.core.workspace import Workspace
     from aml_airflow_provider.pipeline.core.pipeline import Pipeline
     from aml_airflow_provider.pipeline.core.run import PipelineRun
 
@@ -41,6 +44,7 @@ def submit_pipeline(
         raise TypeError(f"submit got unexpected keyword arguments: {sorted(unknown)}")
     workspace = experiment.workspace
     spec = dataclasses.replace(pipeline.spec, continue_on_step_failure=bool(continue_on_step_failure))
+    spec = pin_snapshots(spec, workspace)
     conf = resolve_parameter_values(spec, pipeline_parameters)
     for param in spec.parameters:
         if param.type == "datapath":
@@ -51,9 +55,9 @@ def submit_pipeline(
                     f"'{workspace.name}'."
                 )
     if tags:
-        conf["aml_tags"] = {str(k): str(v) for k, v in tags.items()}
+        conf[TAGS_CONF_KEY] = {str(k): str(v) for k, v in tags.items()}
     if regenerate_outputs:
-        conf["regenerate_outputs"] = True
+        conf[REGENERATE_PARAM] = True
     deployment = workspace._deployment
     dag_file = write_dag_file(
         deployment.dags_folder,
@@ -65,3 +69,25 @@ def submit_pipeline(
     run_id = deployment.trigger(dag_file, experiment.dag_id, conf)
     print(f"Submitted PipelineRun {run_id} (experiment '{experiment.name}')", flush=True)
     return PipelineRun(experiment, run_id, _spec=spec)
+
+
+def pin_snapshots(spec: PipelineSpec, workspace: Workspace) -> PipelineSpec:
+    """Take each step's source snapshot now (once per folder) and name it in the spec.
+
+    Steps then run from exactly the code that was submitted, whatever happens to the folder later.
+    """
+    from aml_airflow_provider.core.datastore import Datastore
+    from aml_airflow_provider.runtime.snapshot import take
+
+    store = Datastore(workspace, spec.default_datastore)._backend
+    taken: dict[str, str] = {}
+    steps = []
+    for step in spec.steps:
+        source = step.config.get("source_directory")
+        if source is None:
+            steps.append(step)
+            continue
+        if source not in taken:
+            taken[source] = take(Path(source), store)
+        steps.append(dataclasses.replace(step, config={**step.config, "snapshot": taken[source]}))
+    return dataclasses.replace(spec, steps=tuple(steps))
