@@ -70,6 +70,7 @@ class RunRecord:
     conf: Mapping[str, Any]
     start_date: datetime | None
     end_date: datetime | None
+    note: str | None = None
 
 
 class Deployment(Protocol):
@@ -93,6 +94,8 @@ class Deployment(Protocol):
     def dag_run(self, dag_id: str, run_id: str) -> RunRecord | None: ...
 
     def list_dag_runs(self, dag_id: str) -> list[RunRecord]: ...
+
+    def cancel_run(self, dag_id: str, run_id: str, note: str) -> None: ...
 
     def find_dag_runs(self, run_id: str, dag_id_prefix: str | None = None) -> list[RunRecord]: ...
 

@@ -228,7 +228,33 @@ class EmbeddedDeployment:
             conf=dict(dr.conf or {}),
             start_date=dr.start_date,
             end_date=dr.end_date,
+            note=dr.note,
         )
+
+    def cancel_run(self, dag_id: str, run_id: str, note: str) -> None:
+        """End a run: it fails with ``note``; tasks not started are skipped, running ones stop themselves."""
+        self.ensure_ready()
+        from airflow.models.dagrun import DagRun
+        from airflow.models.taskinstance import TaskInstance
+        from airflow.utils.state import DagRunState, TaskInstanceState
+
+        waiting = [
+            None,
+            TaskInstanceState.SCHEDULED,
+            TaskInstanceState.QUEUED,
+            TaskInstanceState.UP_FOR_RETRY,
+            TaskInstanceState.UP_FOR_RESCHEDULE,
+            TaskInstanceState.DEFERRED,
+        ]
+        with self._session() as session:
+            dr = session.query(DagRun).filter(DagRun.dag_id == dag_id, DagRun.run_id == run_id).one()
+            if dr.state not in (DagRunState.RUNNING, DagRunState.QUEUED):
+                return
+            for ti in session.query(TaskInstance).filter(TaskInstance.dag_id == dag_id, TaskInstance.run_id == run_id):
+                if ti.state in waiting:
+                    ti.set_state(TaskInstanceState.SKIPPED, session=session)
+            dr.set_state(DagRunState.FAILED)
+            dr.note = note
 
     def list_dag_runs(self, dag_id: str) -> list[RunRecord]:
         """The DAG's runs, newest first."""

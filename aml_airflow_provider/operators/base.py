@@ -18,9 +18,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseOperator
 
+from aml_airflow_provider import xcom
 from aml_airflow_provider._names import data_env_name, parameter_env_name
 from aml_airflow_provider.exceptions import UserErrorException
-from aml_airflow_provider.operators.links import XCOM_LOGS_URL, XCOM_OUTPUTS_URL, StepLogsLink, StepOutputsLink
+from aml_airflow_provider.operators.links import StepLogsLink, StepOutputsLink
 from aml_airflow_provider.spec import REGENERATE_PARAM, InputSpec, OutputSpec, PipelineSpec, StepSpec, port_dict
 from aml_airflow_provider.uris import DatastoreUri
 
@@ -31,10 +32,6 @@ if TYPE_CHECKING:
     from aml_airflow_provider.storage.base import DatastoreBackend
 
 _UNSAFE_PATH_CHARS = re.compile(r"[^A-Za-z0-9_.-]+")
-#: XCom keys besides the outputs' names ('.' cannot occur in an output name).
-XCOM_FINGERPRINT = "aml.fingerprint"
-XCOM_STEP_RUN = "aml.step_run"
-XCOM_REUSED_FROM = "aml.reused_from"
 #: How often a running step checks whether the run was cancelled or, without
 #: continue_on_step_failure, another step failed.
 WATCH_SECONDS = 2.0
@@ -239,8 +236,8 @@ class AmlStepOperator(BaseOperator):
         folder = f"{run_folder(ti.dag_id, ti.run_id)}/{self.task_id}"
         store = self._default_store()
         step_run_uri = DatastoreUri(store.name, f"{folder}/step-run")
-        ti.xcom_push(key=XCOM_STEP_RUN, value=str(step_run_uri))
-        ti.xcom_push(key=XCOM_LOGS_URL, value=store.browse_url(f"{folder}/step-run/files/azureml-logs"))
+        ti.xcom_push(key=xcom.STEP_RUN, value=str(step_run_uri))
+        ti.xcom_push(key=xcom.LOGS_URL, value=store.browse_url(f"{folder}/step-run/files/azureml-logs"))
         work_dir = Path(tempfile.mkdtemp(prefix=f"aml-{self.task_id[:40]}-"))
         try:
             script_dir = work_dir / "src"
@@ -248,7 +245,7 @@ class AmlStepOperator(BaseOperator):
             locations = {port.name: self._input_location(port, context) for port in inputs}
             parameter_env = self.parameter_environment(context)
             fingerprint = self._fingerprint(context, inputs, outputs, locations, parameter_env, snapshot_id)
-            ti.xcom_push(key=XCOM_FINGERPRINT, value=fingerprint.id)
+            ti.xcom_push(key=xcom.FINGERPRINT, value=fingerprint.id)
             index = ReuseIndex(store)
             reused = self._try_reuse(context, index, fingerprint, store)
             if reused is not None:
@@ -260,7 +257,7 @@ class AmlStepOperator(BaseOperator):
             shutil.rmtree(work_dir, ignore_errors=True)
         for name, uri in uris.items():
             ti.xcom_push(key=name, value=uri)
-        ti.xcom_push(key=XCOM_OUTPUTS_URL, value=store.browse_url(folder))
+        ti.xcom_push(key=xcom.OUTPUTS_URL, value=store.browse_url(folder))
         return uris
 
     def _run(
@@ -337,7 +334,7 @@ class AmlStepOperator(BaseOperator):
         identities: dict[str, Any] = {}
         for port in inputs:
             if port.step is not None:
-                producer = context["ti"].xcom_pull(task_ids=port.step, key=XCOM_FINGERPRINT)
+                producer = context["ti"].xcom_pull(task_ids=port.step, key=xcom.FINGERPRINT)
                 identities[port.name] = {"producer": producer, "output": port.output, "mode": port.mode}
             else:
                 location = locations[port.name]
@@ -374,8 +371,8 @@ class AmlStepOperator(BaseOperator):
             gone = [name for name, out in hit["outputs"].items() if not self._output_still_there(out)]
             if not gone:
                 self.log.info("reused step run %s (fingerprint %s)", hit["step_run"]["id"], fingerprint.id)
-                ti.xcom_push(key=XCOM_REUSED_FROM, value=hit["step_run"]["id"])
-                ti.xcom_push(key=XCOM_STEP_RUN, value=hit["step_run"]["record"])
+                ti.xcom_push(key=xcom.REUSED_FROM, value=hit["step_run"]["id"])
+                ti.xcom_push(key=xcom.STEP_RUN, value=hit["step_run"]["record"])
                 return {name: out["uri"] for name, out in hit["outputs"].items()}
             self.log.info(
                 "Step '%s' runs: step run %s had the same fingerprint, but its outputs %s are gone.",

@@ -7,13 +7,11 @@ from typing import TYPE_CHECKING
 from airflow.sdk import BaseOperatorLink
 from airflow.sdk.execution_time.xcom import XCom
 
+from aml_airflow_provider import xcom
+
 if TYPE_CHECKING:
     from airflow.models.taskinstancekey import TaskInstanceKey
     from airflow.sdk import BaseOperator
-
-# The operator pushes these when it runs; the links only read them back (no lookups in get_link).
-XCOM_OUTPUTS_URL = "aml.outputs_url"
-XCOM_LOGS_URL = "aml.logs_url"
 
 
 class StepOutputsLink(BaseOperatorLink):
@@ -22,7 +20,8 @@ class StepOutputsLink(BaseOperatorLink):
     name = "Step outputs"
 
     def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
-        return XCom.get_value(key=XCOM_OUTPUTS_URL, ti_key=ti_key) or ""
+        # Pushed by the operator when it ran: no lookups here.
+        return XCom.get_value(key=xcom.OUTPUTS_URL, ti_key=ti_key) or ""
 
 
 class StepLogsLink(BaseOperatorLink):
@@ -31,4 +30,4 @@ class StepLogsLink(BaseOperatorLink):
     name = "Step logs"
 
     def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
-        return XCom.get_value(key=XCOM_LOGS_URL, ti_key=ti_key) or ""
+        return XCom.get_value(key=xcom.LOGS_URL, ti_key=ti_key) or ""

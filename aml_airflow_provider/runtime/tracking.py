@@ -85,3 +85,41 @@ def collect(tracking_dir: Path, script_dir: Path, driver_log: Path, dest: Path) 
 
 def write_details(dest: Path, details: Mapping[str, Any]) -> None:
     (dest / DETAILS_FILE).write_text(json.dumps(dict(details), indent=1, sort_keys=True, default=str), encoding="utf-8")
+
+
+class StepRunRecord:
+    """Reads a published step-run folder.
+
+    :param backend: the datastore it is on
+    :param folder: its path (``.../<task>/step-run``)
+    """
+
+    def __init__(self, backend: Any, folder: str) -> None:
+        self.backend = backend
+        self.folder = folder
+
+    def read_text(self, name: str) -> str | None:
+        """A metadata file (``metrics.jsonl``, ``tags.json``, ``details.json``) or a file under ``files/``."""
+        import tempfile
+
+        path = f"{self.folder}/{name}"
+        if not self.backend.list_files(path):
+            return None
+        with tempfile.TemporaryDirectory(prefix="aml-step-run-") as tmp:
+            local = Path(tmp) / "f"
+            self.backend.download_many([(path, local)], overwrite=True)
+            return local.read_text(encoding="utf-8", errors="replace")
+
+    def metric_records(self) -> list[dict[str, Any]]:
+        return read_metric_records(self.read_text(METRICS_FILE) or "")
+
+    def file_names(self) -> list[str]:
+        """Files kept with the run, relative to ``files/`` (``azureml-logs/70_driver_log.txt``, ``outputs/...``)."""
+        prefix = f"{self.folder}/{FILES_FOLDER}"
+        return [f.path[len(prefix) + 1 :] for f in self.backend.list_files(prefix)]
+
+    def download(self, name: str, target: Path) -> None:
+        path = f"{self.folder}/{FILES_FOLDER}/{name}"
+        if not self.backend.list_files(path):
+            raise FileNotFoundError(f"The step run kept no file named {name!r}.")
+        self.backend.download_many([(path, target)], overwrite=True)

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import os
 import sys
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from aml_airflow_provider import xcom
 from aml_airflow_provider.exceptions import ActivityFailedException, UserErrorException
 from aml_airflow_provider.pipeline.core.graph import PortDataReference
+from aml_airflow_provider.runtime.tracking import DRIVER_LOG, TAGS_FILE, StepRunRecord, aggregate
 from aml_airflow_provider.spec import TAGS_CONF_KEY, StepSpec
 from aml_airflow_provider.uris import DatastoreUri
 
@@ -37,6 +42,8 @@ STEP_STATUS = {
     "skipped": "Canceled",  # held back by continue_on_step_failure=False
 }
 TERMINAL = {"Finished", "Failed", "Canceled"}
+#: The DAG-run note that marks a cancelled run.
+CANCELED_NOTE = "Canceled with PipelineRun.cancel()"
 
 
 def _state_name(state: str | None) -> str | None:
@@ -104,8 +111,26 @@ class PipelineRun:
         return record
 
     def get_status(self) -> str:
-        """``NotStarted``, ``Running``, ``Finished``, ``Failed`` (v1 words)."""
-        return RUN_STATUS.get(_state_name(self._record().state) or "queued", "Running")
+        """``NotStarted``, ``Running``, ``Finished``, ``Failed`` or ``Canceled`` (v1 words)."""
+        record = self._record()
+        if (record.note or "").startswith(CANCELED_NOTE):
+            return "Canceled"
+        return RUN_STATUS.get(_state_name(record.state) or "queued", "Running")
+
+    def cancel(self) -> None:
+        """Cancel the run: steps not started are skipped, running ones stop (with their child processes)."""
+        self._deployment.cancel_run(self.experiment.dag_id, self._run_id, CANCELED_NOTE)
+
+    def get_metrics(self) -> dict[str, dict[str, Any]]:
+        """Each step's metrics, by step name (see :meth:`StepRun.get_metrics`)."""
+        return {step.name: step.get_metrics() for step in self.get_steps()}
+
+    def get_pipeline_metrics(self) -> dict[str, Any]:
+        """What steps logged on the pipeline run itself (``Run.get_context().parent.log(...)``)."""
+        from aml_airflow_provider.runtime.tracking import aggregate
+
+        records = [r for step in self.get_steps() for r in step._record_reader().metric_records()]
+        return aggregate(records, scope="pipeline")
 
     def get_details(self) -> dict[str, Any]:
         record = self._record()
@@ -166,7 +191,8 @@ class PipelineRun:
         lines = [f"PipelineRun {self._run_id} (experiment '{self.experiment.name}'): {self.get_status()}"]
         for ti in self._deployment.task_instances(self.experiment.dag_id, self._run_id):
             step = StepRun(self, self._step_spec(ti.task_id), ti)
-            lines.append(f"  StepRun {step.name!r}: {step.get_status()}")
+            reused = f" (reused step run {step.reused_run_id})" if step.is_reused else ""
+            lines.append(f"  StepRun {step.name!r}: {step.get_status()}{reused}")
             for name, uri in step._output_uris().items():
                 lines.append(f"    output {name}: {uri}")
         return "\n".join(lines)
@@ -212,6 +238,10 @@ class StepRun:
 
     def get_details(self) -> dict[str, Any]:
         ti = self._record()
+        xcoms = self._xcoms()
+        properties = {"azureml.fingerprint": xcoms.get(xcom.FINGERPRINT)}
+        if self.is_reused:
+            properties["azureml.reusedrunid"] = self.reused_run_id
         return {
             "runId": self.id,
             "name": self.name,
@@ -220,12 +250,83 @@ class StepRun:
             "tryNumber": ti.try_number if ti else 0,
             "startTimeUtc": ti.start_date.isoformat() if ti and ti.start_date else None,
             "endTimeUtc": ti.end_date.isoformat() if ti and ti.end_date else None,
+            "properties": properties,
         }
 
-    def _output_uris(self) -> dict[str, str]:
+    def get_details_with_logs(self) -> dict[str, Any]:
+        """:meth:`get_details` plus ``logFiles``: name -> content of each log kept with the step run."""
+        reader = self._record_reader()
+        logs = {
+            name: reader.read_text(f"files/{name}") for name in reader.file_names() if name.startswith("azureml-logs/")
+        }
+        return {**self.get_details(), "logFiles": logs}
+
+    def _xcoms(self) -> dict[str, Any]:
         run = self.pipeline_run
-        xcoms = run._deployment.xcoms(run.experiment.dag_id, run.id, self._step.task_id)
+        return run._deployment.xcoms(run.experiment.dag_id, run.id, self._step.task_id)
+
+    def _output_uris(self) -> dict[str, str]:
+        xcoms = self._xcoms()
         return {o.name: xcoms[o.name] for o in self._step.outputs if isinstance(xcoms.get(o.name), str)}
+
+    # -- reuse and tracking -----------------------------------------------------------------------
+    @property
+    def reused_run_id(self) -> str | None:
+        """The step run whose results this one reused, or ``None`` if it ran."""
+        return self._xcoms().get(xcom.REUSED_FROM)
+
+    @property
+    def is_reused(self) -> bool:
+        return self.reused_run_id is not None
+
+    def _record_reader(self) -> StepRunRecord:
+        from aml_airflow_provider.core.datastore import Datastore
+
+        uri = self._xcoms().get(xcom.STEP_RUN)
+        if not uri:
+            raise UserErrorException(f"Step run '{self.name}' has no record yet (status {self.get_status()}).")
+        location = DatastoreUri.parse(uri)
+        return StepRunRecord(Datastore(self.pipeline_run.workspace, location.datastore)._backend, location.path)
+
+    def get_metrics(self, name: str | None = None) -> dict[str, Any]:
+        """What the script logged with ``Run.get_context().log(...)`` (a reused step: the original run's)."""
+        metrics = aggregate(self._record_reader().metric_records())
+        if name is None:
+            return metrics
+        return {name: metrics[name]} if name in metrics else {}
+
+    def get_tags(self) -> dict[str, str]:
+        text = self._record_reader().read_text(TAGS_FILE)
+        return json.loads(text) if text else {}
+
+    def get_file_names(self) -> list[str]:
+        """Files kept with the step run: its driver log, ``outputs/...`` and uploaded files."""
+        return self._record_reader().file_names()
+
+    def download_file(self, name: str, output_file_path: str | os.PathLike[str] | None = None) -> str:
+        """Download one kept file (``outputs/model.pkl``); return where it was written."""
+        target = Path(output_file_path) if output_file_path else Path(Path(name).name)
+        if target.is_dir():
+            target = target / Path(name).name
+        self._record_reader().download(name.lstrip("./"), target)
+        return str(target)
+
+    def download_files(
+        self, prefix: str | None = None, output_directory: str | os.PathLike[str] | None = None
+    ) -> list[str]:
+        """Download the kept files whose names start with ``prefix`` into ``output_directory``."""
+        reader = self._record_reader()
+        folder = Path(output_directory or ".")
+        names = [n for n in reader.file_names() if prefix is None or n.startswith(prefix.lstrip("./"))]
+        for name in names:
+            reader.download(name, folder / name)
+        return [str(folder / n) for n in names]
+
+    def get_job_log(self) -> str:
+        """The driver log: what the script printed, after v1's argument-expansion lines."""
+        return self._record_reader().read_text(f"files/{DRIVER_LOG}") or ""
+
+    get_driver_log = get_job_log
 
     def get_outputs(self) -> dict[str, StepRunOutput]:
         """Outputs this step run produced, by name."""
