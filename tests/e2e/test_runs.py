@@ -208,3 +208,64 @@ def test_runs_of_an_earlier_pipeline_version_stay_readable(workspace, scripts):
 
     reloaded = PipelineRun.get(workspace, first.id)  # reads the experiment's current spec
     assert [(s.name, s.get_status()) for s in reloaded.get_steps()] == [("old_step", "Finished")]
+
+
+def test_cancel_stops_the_running_step_and_skips_the_rest(workspace, script_dir):
+    import threading
+    import time
+
+    from aml_airflow_provider.pipeline.core import PipelineRun
+
+    child_pid = script_dir.parent / "child.pid"
+    (script_dir / "slow.py").write_text(
+        "import subprocess, sys, time\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])\n"
+        f"open({str(child_pid)!r}, 'w').write(str(child.pid))\n"
+        "print('working', flush=True)\ntime.sleep(600)\n"
+    )
+    (script_dir / "never.py").write_text("print('must not run')\n")
+    out = PipelineData("out")
+    slow = PythonScriptStep("slow.py", name="slow", source_directory=script_dir, outputs=[out], arguments=[out])
+    later = PythonScriptStep("never.py", name="later", source_directory=script_dir, inputs=[out])
+    experiment = Experiment(workspace, "runs_cancel")
+    deployment = workspace._deployment
+    canceled: list[PipelineRun] = []
+
+    def cancel_when_slow_runs() -> None:
+        # Airflow runs tasks in the main thread (it needs signals), so the canceller is the other one.
+        while True:
+            for r in deployment.list_dag_runs("runs_cancel"):
+                if any(
+                    t.task_id == "slow" and (t.state or "").endswith("running")
+                    for t in deployment.task_instances("runs_cancel", r.run_id)
+                ):
+                    while not child_pid.exists():  # let the script start its child process
+                        time.sleep(0.1)
+                    canceled.append(PipelineRun(experiment, r.run_id))
+                    canceled[0].cancel()
+                    return
+            time.sleep(0.2)
+
+    canceller = threading.Thread(target=cancel_when_slow_runs, daemon=True)
+    canceller.start()
+    experiment.submit(Pipeline(workspace, [slow, later]))  # returns once the run has ended
+    canceller.join()
+    run = canceled[0]
+    assert run.get_status() == "Canceled"
+    statuses = {s.name: s.get_status() for s in run.get_steps()}
+    assert statuses["slow"] == "Canceled"
+    assert statuses.get("later", "Canceled") == "Canceled"
+    assert "working" in run.find_step_run("slow")[0].get_job_log()
+    _assert_gone(int(child_pid.read_text()))
+
+
+def _assert_gone(pid: int) -> None:
+    """The process has ended (a zombie that nobody reaped yet counts as ended)."""
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return
+    with open(f"/proc/{pid}/stat") as fh:
+        assert fh.read().split()[2] == "Z", f"process {pid} is still running"

@@ -362,3 +362,40 @@ def test_step_does_not_start_after_a_failure_unless_continue_on_step_failure(wor
     ti = FailedRunTI()
     go_on.execute({"ti": ti, "params": {}})
     assert "o" in ti.pushed
+
+
+def test_running_step_stops_when_another_step_fails(workspace, connections, script_dir):
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    (script_dir / "slow.py").write_text("import time\nprint('working', flush=True)\ntime.sleep(600)\n")
+    started = threading.Event()
+
+    class PeerFailsTI(FakeTI):
+        def get_task_states(self, dag_id, run_ids):
+            # Nothing has failed when the step starts; a peer fails while it runs.
+            return {self.run_id: {"peer": "failed" if started.is_set() else "running"}}
+
+    op = PythonScriptStepOperator(
+        task_id="slow",
+        workspace="test-ws",
+        script_name="slow.py",
+        source_directory=str(script_dir),
+        continue_on_step_failure=False,
+    )
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            op.execute({"ti": PeerFailsTI(), "params": {}})
+        except BaseException as exc:
+            errors.append(exc)
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    while worker.is_alive() and (op._process is None or op._process._proc is None):
+        worker.join(0.05)
+    started.set()
+    worker.join()
+    assert errors and isinstance(errors[0], AirflowSkipException)
+    assert "stopped: peer failed and continue_on_step_failure is False" in str(errors[0])
+    assert op._process._proc.returncode == -15
