@@ -251,7 +251,9 @@ class AmlStepOperator(BaseOperator):
             if reused is not None:
                 uris = reused
             else:
-                uris = self._run(context, work_dir, script_dir, inputs, outputs, locations, parameter_env, folder)
+                uris = self._run(
+                    context, work_dir, script_dir, inputs, outputs, locations, parameter_env, folder, snapshot_id
+                )
                 self._record(index, fingerprint, uris, ti, step_run_uri, snapshot_id)
         finally:
             shutil.rmtree(work_dir, ignore_errors=True)
@@ -270,6 +272,7 @@ class AmlStepOperator(BaseOperator):
         locations: Mapping[str, DatastoreUri],
         parameter_env: dict[str, str],
         folder: str,
+        snapshot_id: str | None,
     ) -> dict[str, str]:
         """Run the step for real; publish its outputs, then (success or not) its step-run record."""
         from aml_airflow_provider.runtime.data import StepData
@@ -298,22 +301,20 @@ class AmlStepOperator(BaseOperator):
             return uris
         finally:
             data.discard()
-            self._keep_step_run(tracking_dir, script_dir, driver_log, work_dir / "step-run", folder, status)
+            details = {"status": status, "snapshot": snapshot_id}
+            self._keep_step_run(tracking_dir, script_dir, driver_log, work_dir / "step-run", folder, details)
 
     def _keep_step_run(
-        self, tracking_dir: Path, script_dir: Path, driver_log: Path, dest: Path, folder: str, status: str
+        self, tracking_dir: Path, script_dir: Path, driver_log: Path, dest: Path, folder: str, details: dict[str, Any]
     ) -> None:
         """Publish metrics, tags, files and the driver log with the step run, whether it worked or not."""
         from aml_airflow_provider.runtime import tracking
 
         record = tracking.collect(tracking_dir, script_dir, driver_log, dest)
-        details = {
-            "status": status,
-            "step": self.step_name,
-            "task_id": self.task_id,
-            "finished": datetime.now(UTC).isoformat(),
-        }
-        tracking.write_details(record, details)
+        tracking.write_details(
+            record,
+            {**details, "step": self.step_name, "task_id": self.task_id, "finished": datetime.now(UTC).isoformat()},
+        )
         try:
             self._default_store().replace(record, f"{folder}/step-run")
         except Exception:

@@ -88,13 +88,13 @@ def write_details(dest: Path, details: Mapping[str, Any]) -> None:
 
 
 class StepRunRecord:
-    """Reads a published step-run folder.
+    """Reads a published step-run folder; with no backend, a step run that left no record (it never started).
 
     :param backend: the datastore it is on
     :param folder: its path (``.../<task>/step-run``)
     """
 
-    def __init__(self, backend: Any, folder: str) -> None:
+    def __init__(self, backend: Any | None, folder: str) -> None:
         self.backend = backend
         self.folder = folder
 
@@ -103,7 +103,7 @@ class StepRunRecord:
         import tempfile
 
         path = f"{self.folder}/{name}"
-        if not self.backend.list_files(path):
+        if self.backend is None or not self.backend.list_files(path):
             return None
         with tempfile.TemporaryDirectory(prefix="aml-step-run-") as tmp:
             local = Path(tmp) / "f"
@@ -113,13 +113,19 @@ class StepRunRecord:
     def metric_records(self) -> list[dict[str, Any]]:
         return read_metric_records(self.read_text(METRICS_FILE) or "")
 
+    def details(self) -> dict[str, Any]:
+        text = self.read_text(DETAILS_FILE)
+        return json.loads(text) if text else {}
+
     def file_names(self) -> list[str]:
         """Files kept with the run, relative to ``files/`` (``azureml-logs/70_driver_log.txt``, ``outputs/...``)."""
+        if self.backend is None:
+            return []
         prefix = f"{self.folder}/{FILES_FOLDER}"
         return [f.path[len(prefix) + 1 :] for f in self.backend.list_files(prefix)]
 
     def download(self, name: str, target: Path) -> None:
         path = f"{self.folder}/{FILES_FOLDER}/{name}"
-        if not self.backend.list_files(path):
+        if self.backend is None or not self.backend.list_files(path):
             raise FileNotFoundError(f"The step run kept no file named {name!r}.")
         self.backend.download_many([(path, target)], overwrite=True)

@@ -183,6 +183,12 @@ def test_metrics_tags_files_and_logs_come_back(workspace, tmp_path):
     assert "After variable expansion, calling script [ duplicate.py ]" in job_log
     assert "copied 5 characters" in job_log
     assert step.get_details_with_logs()["logFiles"]["azureml-logs/70_driver_log.txt"] == job_log
+    # The run can be traced to the exact code it ran, even after the folder changes.
+    (src / "duplicate.py").write_text("# edited after the run\n")
+    code = Path(step.restore_snapshot(tmp_path / "code"))
+    assert (code / "duplicate.py").read_text() == COPY
+    assert sorted(p.name for p in code.iterdir()) == [".amlignore", "duplicate.py"]  # helper.txt was ignored
+    assert len(step.snapshot_id) == 64
 
     # The UI's extra links were stored by Airflow when the task finished.
     from aml_airflow_provider.operators.links import StepLogsLink, StepOutputsLink

@@ -399,3 +399,58 @@ def test_running_step_stops_when_another_step_fails(workspace, connections, scri
     assert errors and isinstance(errors[0], AirflowSkipException)
     assert "stopped: peer failed and continue_on_step_failure is False" in str(errors[0])
     assert op._process._proc.returncode == -15
+
+
+def test_concurrent_runs_with_one_fingerprint_are_safe(workspace, connections, script_dir):
+    from aml_airflow_provider.runtime.reuse import ReuseIndex
+
+    (script_dir / "w.py").write_text(
+        "import os, sys, time\nos.makedirs(sys.argv[1], exist_ok=True)\n"
+        "for i in range(20):\n"
+        "    open(os.path.join(sys.argv[1], f'{i}.txt'), 'w').write(str(i))\n"
+        "    time.sleep(0.01)\n"
+    )
+
+    def step():
+        return PythonScriptStepOperator(
+            task_id="same",
+            workspace="test-ws",
+            script_name="w.py",
+            source_directory=str(script_dir),
+            arguments=["$AZUREML_DATAREFERENCE_o"],
+            outputs=[{"name": "o", "datastore": "workspaceblobstore"}],
+        )
+
+    tis = [FakeTI(), FakeTI()]
+    tis[0].run_id, tis[1].run_id = "concurrent_1", "concurrent_2"
+    errors: list[BaseException] = []
+
+    def run(ti: FakeTI) -> None:
+        try:
+            step().execute({"ti": ti, "params": {}})
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(ti,)) for ti in tis]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert tis[0].pushed["aml.fingerprint"] == tis[1].pushed["aml.fingerprint"]
+    root = local_root(workspace)
+    for ti in tis:  # each run has its own complete output
+        assert len(list((root / DatastoreUri.parse(ti.pushed["o"]).path).iterdir())) == 20
+    entry = ReuseIndex(_backend(workspace)).lookup(tis[0].pushed["aml.fingerprint"])
+    assert entry["step_run"]["run_id"] in ("concurrent_1", "concurrent_2") and entry["outputs"]["o"]["files"] == 20
+    third = FakeTI()
+    third.run_id = "concurrent_3"
+    step().execute({"ti": third, "params": {}})
+    assert third.pushed["aml.reused_from"] == entry["step_run"]["id"]
+    assert third.pushed["o"] == entry["outputs"]["o"]["uri"]
+
+
+def _backend(workspace):
+    from aml_airflow_provider.core import Datastore
+
+    return Datastore(workspace, "workspaceblobstore")._backend

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -284,7 +285,7 @@ class StepRun:
 
         uri = self._xcoms().get(xcom.STEP_RUN)
         if not uri:
-            raise UserErrorException(f"Step run '{self.name}' has no record yet (status {self.get_status()}).")
+            return StepRunRecord(None, "")  # the step never started: nothing was recorded
         location = DatastoreUri.parse(uri)
         return StepRunRecord(Datastore(self.pipeline_run.workspace, location.datastore)._backend, location.path)
 
@@ -308,7 +309,7 @@ class StepRun:
         target = Path(output_file_path) if output_file_path else Path(Path(name).name)
         if target.is_dir():
             target = target / Path(name).name
-        self._record_reader().download(name.lstrip("./"), target)
+        self._record_reader().download(name.removeprefix("./"), target)
         return str(target)
 
     def download_files(
@@ -317,7 +318,7 @@ class StepRun:
         """Download the kept files whose names start with ``prefix`` into ``output_directory``."""
         reader = self._record_reader()
         folder = Path(output_directory or ".")
-        names = [n for n in reader.file_names() if prefix is None or n.startswith(prefix.lstrip("./"))]
+        names = [n for n in reader.file_names() if prefix is None or n.startswith(prefix.removeprefix("./"))]
         for name in names:
             reader.download(name, folder / name)
         return [str(folder / n) for n in names]
@@ -327,6 +328,25 @@ class StepRun:
         return self._record_reader().read_text(f"files/{DRIVER_LOG}") or ""
 
     get_driver_log = get_job_log
+
+    @property
+    def snapshot_id(self) -> str | None:
+        """The source snapshot the step ran from (a reused step: the original run's)."""
+        return self._record_reader().details().get("snapshot")
+
+    def restore_snapshot(self, path: str | os.PathLike[str] | None = None) -> str:
+        """Write the exact code this step ran into ``path`` (default: a folder named after the snapshot)."""
+        from aml_airflow_provider.core.datastore import Datastore
+        from aml_airflow_provider.runtime import snapshot
+
+        snapshot_id = self.snapshot_id
+        if snapshot_id is None:
+            raise UserErrorException(f"Step run '{self.name}' recorded no source snapshot.")
+        store = Datastore(self.pipeline_run.workspace, self.pipeline_run.spec.default_datastore)._backend
+        target = Path(path or snapshot_id)
+        with tempfile.TemporaryDirectory(prefix="aml-snapshot-") as tmp:
+            snapshot.materialize(snapshot.load(snapshot_id, store, Path(tmp)), store, target)
+        return str(target)
 
     def get_outputs(self) -> dict[str, StepRunOutput]:
         """Outputs this step run produced, by name."""
