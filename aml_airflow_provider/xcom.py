@@ -1,14 +1,20 @@
-"""XCom keys a step task pushes besides one per output (whose value is the output's ``azureml://`` URI).
+"""XCom a step task pushes: one per output (the output's ``azureml://`` URI, under the output's name),
+and one dict of facts about the step run under :data:`STEP_RUN`.
 
-They all contain a '.', which an output name cannot, so they never collide with an output.
+``STEP_RUN`` contains a '.', which an output name cannot, so it never collides with an output.
+One dict rather than a key per fact: every XCom push is a call to Airflow's API.
 """
 
-#: The step run's fingerprint (a consumer's input identity is its producer's fingerprint).
-FINGERPRINT = "aml.fingerprint"
-#: ``azureml://`` URI of the step run's record (metrics, tags, files, driver log).
+#: Key of the step run's facts.
 STEP_RUN = "aml.step_run"
+
+# Keys inside the facts.
+#: ``azureml://`` URI of the step run's record (metrics, tags, files, driver log).
+RECORD = "record"
+#: The step run's fingerprint (a consumer's input identity is its producer's fingerprint).
+FINGERPRINT = "fingerprint"
 #: The id of the step run whose results were reused, when the step was not run.
-REUSED_FROM = "aml.reused_from"
+REUSED_FROM = "reused_from"
 #: Browsable URLs behind the task's extra links.
-OUTPUTS_URL = "aml.outputs_url"
-LOGS_URL = "aml.logs_url"
+OUTPUTS_URL = "outputs_url"
+LOGS_URL = "logs_url"

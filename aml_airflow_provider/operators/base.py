@@ -45,9 +45,9 @@ def run_folder(dag_id: str, run_id: str) -> str:
 class AmlStepOperator(BaseOperator):
     """Base of the step operators.
 
-    Subclasses implement :meth:`run_step` (and may extend :meth:`prepare_workdir` and
-    :meth:`fingerprint_components`); this class does everything around it: snapshots, reuse,
-    inputs, outputs, tracking and XCom.
+    Subclasses implement :meth:`run_step` (and may extend :meth:`source_snapshot`,
+    :meth:`prepare_workdir` and :meth:`fingerprint_components`); this class does everything around
+    it: reuse, inputs, outputs, tracking and XCom.
 
     :param workspace: the workspace whose datastores the ports name
     :param inputs: input ports, as dicts of :class:`~aml_airflow_provider.spec.InputSpec` fields:
@@ -226,7 +226,7 @@ class AmlStepOperator(BaseOperator):
             )
 
     # -- execution --------------------------------------------------------------------------------
-    def execute(self, context: Context) -> dict[str, str]:
+    def execute(self, context: Context) -> None:
         # Imported here: parsing a DAG file needs none of the run-time machinery.
         from aml_airflow_provider.runtime.reuse import ReuseIndex
 
@@ -236,31 +236,35 @@ class AmlStepOperator(BaseOperator):
         folder = f"{run_folder(ti.dag_id, ti.run_id)}/{self.task_id}"
         store = self._default_store()
         step_run_uri = DatastoreUri(store.name, f"{folder}/step-run")
-        ti.xcom_push(key=xcom.STEP_RUN, value=str(step_run_uri))
-        ti.xcom_push(key=xcom.LOGS_URL, value=store.browse_url(f"{folder}/step-run/files/azureml-logs"))
+        # One XCom of facts about the step run, pushed whatever happens (each push is an API call).
+        facts: dict[str, Any] = {
+            xcom.RECORD: str(step_run_uri),
+            xcom.LOGS_URL: store.browse_url(f"{folder}/step-run/files/azureml-logs"),
+        }
         work_dir = Path(tempfile.mkdtemp(prefix=f"aml-{self.task_id[:40]}-"))
         try:
             script_dir = work_dir / "src"
-            snapshot_id = self.prepare_workdir(script_dir, work_dir, store)
+            snapshot_id = self.source_snapshot(script_dir, store)
             locations = {port.name: self._input_location(port, context) for port in inputs}
             parameter_env = self.parameter_environment(context)
             fingerprint = self._fingerprint(context, inputs, outputs, locations, parameter_env, snapshot_id)
-            ti.xcom_push(key=xcom.FINGERPRINT, value=fingerprint.id)
+            facts[xcom.FINGERPRINT] = fingerprint.id
             index = ReuseIndex(store)
-            reused = self._try_reuse(context, index, fingerprint, store)
-            if reused is not None:
-                uris = reused
+            hit = self._reusable_run(context, index, fingerprint, store)
+            if hit is not None:
+                uris = {name: out["uri"] for name, out in hit["outputs"].items()}
+                facts.update({xcom.REUSED_FROM: hit["step_run"]["id"], xcom.RECORD: hit["step_run"]["record"]})
             else:
                 uris = self._run(
                     context, work_dir, script_dir, inputs, outputs, locations, parameter_env, folder, snapshot_id
                 )
                 self._record(index, fingerprint, uris, ti, step_run_uri, snapshot_id)
+            facts[xcom.OUTPUTS_URL] = store.browse_url(folder)
+            for name, uri in uris.items():
+                ti.xcom_push(key=name, value=uri)
         finally:
             shutil.rmtree(work_dir, ignore_errors=True)
-        for name, uri in uris.items():
-            ti.xcom_push(key=name, value=uri)
-        ti.xcom_push(key=xcom.OUTPUTS_URL, value=store.browse_url(folder))
-        return uris
+            ti.xcom_push(key=xcom.STEP_RUN, value=facts)
 
     def _run(
         self,
@@ -283,6 +287,7 @@ class AmlStepOperator(BaseOperator):
         driver_log = work_dir / "driver_log.txt"
         status = "Failed"
         try:
+            self.prepare_workdir(script_dir, work_dir, store=self._default_store(), snapshot_id=snapshot_id)
             data_env = {data_env_name(p.name): str(data.prepare_input(p, locations[p.name])) for p in inputs}
             for out in outputs:
                 location = DatastoreUri(out.datastore, f"{folder}/{out.name}")
@@ -335,7 +340,8 @@ class AmlStepOperator(BaseOperator):
         identities: dict[str, Any] = {}
         for port in inputs:
             if port.step is not None:
-                producer = context["ti"].xcom_pull(task_ids=port.step, key=xcom.FINGERPRINT)
+                facts = context["ti"].xcom_pull(task_ids=port.step, key=xcom.STEP_RUN) or {}
+                producer = facts.get(xcom.FINGERPRINT)
                 identities[port.name] = {"producer": producer, "output": port.output, "mode": port.mode}
             else:
                 location = locations[port.name]
@@ -353,10 +359,10 @@ class AmlStepOperator(BaseOperator):
         }
         return Fingerprint(components)
 
-    def _try_reuse(
+    def _reusable_run(
         self, context: Context, index: ReuseIndex, fingerprint: Fingerprint, store: DatastoreBackend
-    ) -> dict[str, str] | None:
-        """The earlier outputs' URIs if this step may and can reuse a run; else log why it runs."""
+    ) -> dict[str, Any] | None:
+        """The index entry of an earlier run this step may and can reuse; else ``None``, and log why it runs."""
         from aml_airflow_provider.runtime.reuse import explain
         from aml_airflow_provider.runtime.snapshot import diff_stored
 
@@ -372,9 +378,7 @@ class AmlStepOperator(BaseOperator):
             gone = [name for name, out in hit["outputs"].items() if not self._output_still_there(out)]
             if not gone:
                 self.log.info("reused step run %s (fingerprint %s)", hit["step_run"]["id"], fingerprint.id)
-                ti.xcom_push(key=xcom.REUSED_FROM, value=hit["step_run"]["id"])
-                ti.xcom_push(key=xcom.STEP_RUN, value=hit["step_run"]["record"])
-                return {name: out["uri"] for name, out in hit["outputs"].items()}
+                return hit
             self.log.info(
                 "Step '%s' runs: step run %s had the same fingerprint, but its outputs %s are gone.",
                 self.step_name,
@@ -423,10 +427,16 @@ class AmlStepOperator(BaseOperator):
         index.record(entry, dag_id=ti.dag_id, task_id=ti.task_id, reusable=self.allow_reuse)
 
     # -- what subclasses provide ------------------------------------------------------------------
-    def prepare_workdir(self, script_dir: Path, work_dir: Path, store: DatastoreBackend) -> str | None:
-        """Fill the script's working directory; return the id of the source snapshot it holds, if any."""
-        script_dir.mkdir(parents=True, exist_ok=True)
+    def source_snapshot(self, script_dir: Path, store: DatastoreBackend) -> str | None:
+        """The id of the source snapshot the step runs from (part of the fingerprint), if it has one.
+
+        It may fill ``script_dir`` on the way (when it takes the snapshot itself).
+        """
         return None
+
+    def prepare_workdir(self, script_dir: Path, work_dir: Path, *, store: DatastoreBackend, snapshot_id: str | None):
+        """Fill the script's working directory before the step runs (not done for a reused step)."""
+        script_dir.mkdir(parents=True, exist_ok=True)
 
     def fingerprint_components(self, parameter_env: dict[str, str]) -> dict[str, Any]:
         """The kind-specific part of the fingerprint (what the step runs, with this run's values)."""

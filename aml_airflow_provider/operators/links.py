@@ -21,7 +21,7 @@ class StepOutputsLink(BaseOperatorLink):
 
     def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
         # Pushed by the operator when it ran: no lookups here.
-        return XCom.get_value(key=xcom.OUTPUTS_URL, ti_key=ti_key) or ""
+        return (XCom.get_value(key=xcom.STEP_RUN, ti_key=ti_key) or {}).get(xcom.OUTPUTS_URL) or ""
 
 
 class StepLogsLink(BaseOperatorLink):
@@ -30,4 +30,4 @@ class StepLogsLink(BaseOperatorLink):
     name = "Step logs"
 
     def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
-        return XCom.get_value(key=xcom.LOGS_URL, ti_key=ti_key) or ""
+        return (XCom.get_value(key=xcom.STEP_RUN, ti_key=ti_key) or {}).get(xcom.LOGS_URL) or ""

@@ -92,24 +92,27 @@ class PythonScriptStepOperator(AmlStepOperator):
             "environment": dict(config.get("environment") or {}),
         }
 
-    def prepare_workdir(self, script_dir: Path, work_dir: Path, store: DatastoreBackend) -> str | None:
-        """Run from a snapshot, never from the live folder: the pinned one, or one taken now."""
+    def source_snapshot(self, script_dir: Path, store: DatastoreBackend) -> str | None:
+        """The pinned snapshot, or one taken now of ``source_directory`` (copied to ``script_dir`` first,
+        so the step never runs from the live folder)."""
         from aml_airflow_provider.runtime import snapshot
 
         if self.snapshot:
-            stored = snapshot.load(self.snapshot, store, work_dir)
-            snapshot.materialize(stored, store, script_dir)
-            snapshot_id = self.snapshot
-        else:
-            snapshot.copy_kept_files(Path(self.source_directory), script_dir)
-            snapshot_id = snapshot.store(snapshot.scan(script_dir), script_dir, store)
+            return self.snapshot
+        snapshot.copy_kept_files(Path(self.source_directory), script_dir)
+        return snapshot.store(snapshot.scan(script_dir), script_dir, store)
+
+    def prepare_workdir(self, script_dir: Path, work_dir: Path, *, store: DatastoreBackend, snapshot_id: str | None):
+        from aml_airflow_provider.runtime import snapshot
+
+        if self.snapshot:
+            snapshot.materialize(snapshot.load(self.snapshot, store, work_dir), store, script_dir)
         self.log.info("Step '%s' runs from source snapshot %s", self.step_name, snapshot_id)
         if not (script_dir / self.script_name).is_file():
             raise StepRunError(
                 f"Step '{self.step_name}': script {self.script_name!r} is not in source snapshot {snapshot_id} "
                 "(is it ignored by .amlignore/.gitignore?)."
             )
-        return snapshot_id
 
     def _contract(self, parameter_env: dict[str, str], data_env: dict[str, str]) -> dict[str, str]:
         contract = {**parameter_env, **data_env}

@@ -194,7 +194,7 @@ def test_metrics_tags_files_and_logs_come_back(workspace, tmp_path):
     from aml_airflow_provider.operators.links import StepLogsLink, StepOutputsLink
 
     xcoms = workspace._deployment.xcoms("tracking", run.id, "a")
-    assert xcoms[StepOutputsLink().xcom_key] == xcoms[xcom.OUTPUTS_URL]
+    assert xcoms[StepOutputsLink().xcom_key] == xcoms[xcom.STEP_RUN][xcom.OUTPUTS_URL]
     assert xcoms[StepOutputsLink().xcom_key].startswith("file://") and xcoms[StepOutputsLink().xcom_key].endswith("/a")
     assert xcoms[StepLogsLink().xcom_key].endswith("/a/step-run/files/azureml-logs")
 

@@ -129,10 +129,10 @@ def test_script_sees_v1_argument_and_environment_contract(workspace, connections
         environment_variables={"MY_VAR": "from runconfig"},
     )
     ti = FakeTI()
-    returned = op.execute({"ti": ti, "params": {"n": 7, "flag": True}})
+    op.execute({"ti": ti, "params": {"n": 7, "flag": True}})
 
     uri = ti.pushed["result"]
-    assert returned == {"result": uri}
+    assert set(ti.pushed) == {"result", "aml.step_run"}  # one XCom per output, one of facts
     assert (
         uri == "azureml://datastores/workspaceblobstore/paths/azureml/dag1/manual__2026-01-01T00_00_00_00_00/t1/result"
     )
@@ -189,7 +189,7 @@ def test_failed_script_fails_with_stderr_tail_and_publishes_nothing(workspace, c
     assert "o" not in ti.pushed  # no output URI for a failed step
     root = local_root(workspace)
     # ... but its log is kept with the step run, to find out what went wrong.
-    record = DatastoreUri.parse(ti.pushed["aml.step_run"])
+    record = DatastoreUri.parse(ti.pushed["aml.step_run"]["record"])
     driver_log = root / record.path / "files" / "azureml-logs" / "70_driver_log.txt"
     assert "boom: the model did not converge" in driver_log.read_text()
     assert json.loads((root / record.path / "details.json").read_text())["status"] == "Failed"
@@ -437,16 +437,17 @@ def test_concurrent_runs_with_one_fingerprint_are_safe(workspace, connections, s
     for t in threads:
         t.join()
     assert errors == []
-    assert tis[0].pushed["aml.fingerprint"] == tis[1].pushed["aml.fingerprint"]
+    fingerprint = tis[0].pushed["aml.step_run"]["fingerprint"]
+    assert fingerprint == tis[1].pushed["aml.step_run"]["fingerprint"]
     root = local_root(workspace)
     for ti in tis:  # each run has its own complete output
         assert len(list((root / DatastoreUri.parse(ti.pushed["o"]).path).iterdir())) == 20
-    entry = ReuseIndex(_backend(workspace)).lookup(tis[0].pushed["aml.fingerprint"])
+    entry = ReuseIndex(_backend(workspace)).lookup(fingerprint)
     assert entry["step_run"]["run_id"] in ("concurrent_1", "concurrent_2") and entry["outputs"]["o"]["files"] == 20
     third = FakeTI()
     third.run_id = "concurrent_3"
     step().execute({"ti": third, "params": {}})
-    assert third.pushed["aml.reused_from"] == entry["step_run"]["id"]
+    assert third.pushed["aml.step_run"]["reused_from"] == entry["step_run"]["id"]
     assert third.pushed["o"] == entry["outputs"]["o"]["uri"]
 
 

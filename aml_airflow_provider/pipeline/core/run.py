@@ -239,8 +239,7 @@ class StepRun:
 
     def get_details(self) -> dict[str, Any]:
         ti = self._record()
-        xcoms = self._xcoms()
-        properties = {"azureml.fingerprint": xcoms.get(xcom.FINGERPRINT)}
+        properties = {"azureml.fingerprint": self._facts().get(xcom.FINGERPRINT)}
         if self.is_reused:
             properties["azureml.reusedrunid"] = self.reused_run_id
         return {
@@ -266,6 +265,10 @@ class StepRun:
         run = self.pipeline_run
         return run._deployment.xcoms(run.experiment.dag_id, run.id, self._step.task_id)
 
+    def _facts(self) -> dict[str, Any]:
+        facts = self._xcoms().get(xcom.STEP_RUN)
+        return facts if isinstance(facts, dict) else {}
+
     def _output_uris(self) -> dict[str, str]:
         xcoms = self._xcoms()
         return {o.name: xcoms[o.name] for o in self._step.outputs if isinstance(xcoms.get(o.name), str)}
@@ -274,7 +277,7 @@ class StepRun:
     @property
     def reused_run_id(self) -> str | None:
         """The step run whose results this one reused, or ``None`` if it ran."""
-        return self._xcoms().get(xcom.REUSED_FROM)
+        return self._facts().get(xcom.REUSED_FROM)
 
     @property
     def is_reused(self) -> bool:
@@ -283,7 +286,7 @@ class StepRun:
     def _record_reader(self) -> StepRunRecord:
         from aml_airflow_provider.core.datastore import Datastore
 
-        uri = self._xcoms().get(xcom.STEP_RUN)
+        uri = self._facts().get(xcom.RECORD)
         if not uri:
             return StepRunRecord(None, "")  # the step never started: nothing was recorded
         location = DatastoreUri.parse(uri)
