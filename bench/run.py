@@ -129,6 +129,20 @@ def parse_medians(results: list[dict[str, Any]]) -> dict[tuple[str, str], dict[s
     return medians
 
 
+def run_runs_worker(workdir: Path) -> dict[str, Any]:
+    """Run ``runs.py`` (pipeline runs against a BashOperator chain) in a fresh interpreter; return its results."""
+    folder, results_path = workdir / "runs", workdir / "runs.json"
+    folder.mkdir()
+    subprocess.run(
+        [sys.executable, str(BENCH_DIR / "runs.py"), str(folder), str(results_path)],
+        check=True,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    return json.loads(results_path.read_text())
+
+
 def profile_build(ws: Workspace, graph: Graph, source_dir: Path) -> dict[str, Any]:
     """cProfile of building, compiling and translating ``graph``."""
     from builders import build_pipeline
@@ -167,12 +181,15 @@ def main() -> None:
         graphs, {g.name: parses[g.name, "generated"]["parse"] / parses[g.name, "hand"]["parse"] for g in graphs}
     )
     parse_profile = next(r["profile"] for r in results if r["graph"] == worst_parse.name and r["profile"])
+    print("running pipelines through Airflow", flush=True)
+    runs = run_runs_worker(workdir)
 
     RESULTS.write_text(
         report.render(
             graphs=graphs,
             builds={name: times for name, (times, _) in builds.items()},
             parses=parses,
+            runs=runs,
             profiles={
                 f"build + translate of {worst_build.name}": build_profile,
                 f"parse + serialise of the generated {worst_parse.name} file": parse_profile,

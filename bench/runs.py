@@ -63,8 +63,14 @@ def main(workdir: Path, results: Path) -> None:
     def pipeline() -> Pipeline:
         data = [PipelineData(f"d{i}") for i in range(STEPS)]
         steps = [
-            PythonScriptStep("noop.py", name=f"s{i}", arguments=[data[i]], outputs=[data[i]],
-                             inputs=[data[i - 1]] if i else [], source_directory=src)
+            PythonScriptStep(
+                "noop.py",
+                name=f"s{i}",
+                arguments=[data[i]],
+                outputs=[data[i]],
+                inputs=[data[i - 1]] if i else [],
+                source_directory=src,
+            )
             for i in range(STEPS)
         ]
         return Pipeline(ws, steps)
@@ -72,8 +78,9 @@ def main(workdir: Path, results: Path) -> None:
     dags = ws._deployment.dags_folder
     dags.mkdir(parents=True, exist_ok=True)
     bash_file = dags / "bash_chain.py"
-    bash_file.write_text(BASH_DAG.format(steps=STEPS, python=sys.executable, script=src / "noop.py",
-                                         out=workdir / "bash-out"))
+    bash_file.write_text(
+        BASH_DAG.format(steps=STEPS, python=sys.executable, script=src / "noop.py", out=workdir / "bash-out")
+    )
     experiment = Experiment(ws, "reuse_chain")
     bash_dag = load(bash_file)
     # Warm up: the first DAG.test of a process starts Airflow's in-process execution API.
@@ -89,8 +96,16 @@ def main(workdir: Path, results: Path) -> None:
         times["reused"].append(time.perf_counter() - started)
         if not all(step.is_reused for step in run.get_steps()):
             raise RuntimeError("the second run of an unchanged pipeline did not reuse every step")
-    results.write_text(json.dumps({"steps": STEPS, "repeats": REPEATS,
-                                   "medians": {k: statistics.median(v) for k, v in times.items()}, "all": times}))
+    results.write_text(
+        json.dumps(
+            {
+                "steps": STEPS,
+                "repeats": REPEATS,
+                "medians": {k: statistics.median(v) for k, v in times.items()},
+                "all": times,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":
