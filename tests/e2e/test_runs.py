@@ -269,3 +269,22 @@ def _assert_gone(pid: int) -> None:
         return
     with open(f"/proc/{pid}/stat") as fh:
         assert fh.read().split()[2] == "Z", f"process {pid} is still running"
+
+
+def test_continue_on_step_failure_lets_independent_branches_finish(workspace, scripts):
+    a_out, c_out = PipelineData("a_out"), PipelineData("c_out")
+    bad = PythonScriptStep("fail.py", name="bad", source_directory=scripts)
+    after_bad = PythonScriptStep(
+        "write.py", name="after_bad", source_directory=scripts, arguments=["--out", a_out], outputs=[a_out]
+    )
+    after_bad.run_after(bad)
+    independent = PythonScriptStep(
+        "write.py", name="independent", source_directory=scripts, arguments=["--out", c_out], outputs=[c_out]
+    )
+    run = Experiment(workspace, "runs_continue").submit(
+        Pipeline(workspace, [after_bad, independent]), continue_on_step_failure=True
+    )
+    assert run.wait_for_completion(show_output=False, raise_on_error=False) == "Failed"
+    statuses = {s.name: s.get_status() for s in run.get_steps()}
+    assert statuses["bad"] == "Failed" and statuses["independent"] == "Finished"
+    assert statuses.get("after_bad", "Canceled") == "Canceled"
