@@ -256,7 +256,7 @@ class AmlStepOperator(BaseOperator):
                 facts.update({xcom.REUSED_FROM: hit["step_run"]["id"], xcom.RECORD: hit["step_run"]["record"]})
             else:
                 uris = self._run(
-                    context, work_dir, script_dir, inputs, outputs, locations, parameter_env, folder, snapshot_id
+                    context, store, work_dir, script_dir, inputs, outputs, locations, parameter_env, folder, snapshot_id
                 )
                 self._record(index, fingerprint, uris, ti, step_run_uri, snapshot_id)
             facts[xcom.OUTPUTS_URL] = store.browse_url(folder)
@@ -269,6 +269,7 @@ class AmlStepOperator(BaseOperator):
     def _run(
         self,
         context: Context,
+        store: DatastoreBackend,
         work_dir: Path,
         script_dir: Path,
         inputs: list[InputSpec],
@@ -279,6 +280,8 @@ class AmlStepOperator(BaseOperator):
         snapshot_id: str | None,
     ) -> dict[str, str]:
         """Run the step for real; publish its outputs, then (success or not) its step-run record."""
+        from airflow.sdk.exceptions import AirflowSkipException
+
         from aml_airflow_provider.runtime.data import StepData
 
         ti = context["ti"]
@@ -287,7 +290,7 @@ class AmlStepOperator(BaseOperator):
         driver_log = work_dir / "driver_log.txt"
         status = "Failed"
         try:
-            self.prepare_workdir(script_dir, work_dir, store=self._default_store(), snapshot_id=snapshot_id)
+            self.prepare_workdir(script_dir, work_dir, store=store, snapshot_id=snapshot_id)
             data_env = {data_env_name(p.name): str(data.prepare_input(p, locations[p.name])) for p in inputs}
             for out in outputs:
                 location = DatastoreUri(out.datastore, f"{folder}/{out.name}")
@@ -304,13 +307,23 @@ class AmlStepOperator(BaseOperator):
             uris = data.publish()
             status = "Finished"
             return uris
+        except AirflowSkipException:
+            status = "Canceled"
+            raise
         finally:
             data.discard()
             details = {"status": status, "snapshot": snapshot_id}
-            self._keep_step_run(tracking_dir, script_dir, driver_log, work_dir / "step-run", folder, details)
+            self._keep_step_run(store, tracking_dir, script_dir, driver_log, work_dir / "step-run", folder, details)
 
     def _keep_step_run(
-        self, tracking_dir: Path, script_dir: Path, driver_log: Path, dest: Path, folder: str, details: dict[str, Any]
+        self,
+        store: DatastoreBackend,
+        tracking_dir: Path,
+        script_dir: Path,
+        driver_log: Path,
+        dest: Path,
+        folder: str,
+        details: dict[str, Any],
     ) -> None:
         """Publish metrics, tags, files and the driver log with the step run, whether it worked or not."""
         from aml_airflow_provider.runtime import tracking
@@ -321,7 +334,7 @@ class AmlStepOperator(BaseOperator):
             {**details, "step": self.step_name, "task_id": self.task_id, "finished": datetime.now(UTC).isoformat()},
         )
         try:
-            self._default_store().replace(record, f"{folder}/step-run")
+            store.replace(record, f"{folder}/step-run")
         except Exception:
             # Losing the record must not turn a good step run into a failure, nor hide why a bad one failed.
             self.log.exception("Could not keep the step run's metrics and logs at %s", f"{folder}/step-run")
