@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from aml_airflow_provider.runtime.snapshot import file_sha256
 from aml_airflow_provider.storage.base import DatastoreBackend
 
 REUSE_ROOT = "azureml/reuse"
@@ -30,14 +31,6 @@ REUSE_ROOT = "azureml/reuse"
 def digest(value: Any) -> str:
     """sha256 of a JSON value's canonical form."""
     return hashlib.sha256(json.dumps(value, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def data_identity(backend: DatastoreBackend, path: str) -> dict[str, Any]:
@@ -52,7 +45,7 @@ def data_identity(backend: DatastoreBackend, path: str) -> dict[str, Any]:
     for f in files:
         rel = f.path[len(path) + 1 :] if f.path != path else ""
         if local_root is not None:
-            content = _sha256_file(local_root / f.path)
+            content = file_sha256(local_root / f.path)
         else:
             content = f.content_md5 or f.etag or ""
         entries.append([rel, f.size, content])

@@ -105,7 +105,8 @@ def _limits() -> tuple[int, int]:
     return max_mb * 1024 * 1024, max_files
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file's content, read in 1 MiB chunks."""
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -152,7 +153,7 @@ def scan(source_directory: Path) -> Snapshot:
     """
     return Snapshot(
         tuple(
-            SnapshotFile(rel, _sha256(path), st.st_size, bool(st.st_mode & stat.S_IXUSR))
+            SnapshotFile(rel, file_sha256(path), st.st_size, bool(st.st_mode & stat.S_IXUSR))
             for rel, path, st in _kept_files(source_directory)
         )
     )
@@ -232,7 +233,7 @@ def materialize(
     )
     for f in snapshot.files:
         local = dest / f.path
-        if _sha256(local) != f.sha256:
+        if file_sha256(local) != f.sha256:
             raise DatastoreError(f"Snapshot file {f.path} does not match its hash {f.sha256}: the store is corrupt.")
         if f.executable:
             local.chmod(local.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)

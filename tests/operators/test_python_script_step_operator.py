@@ -61,6 +61,27 @@ class FakeTI:
         return {run_ids[0]: {}}
 
 
+class Background:
+    """Run ``op.execute`` in a thread; wait until its script process has started; keep its exception."""
+
+    def __init__(self, op: PythonScriptStepOperator, ti: FakeTI) -> None:
+        self.op, self.errors = op, []
+        self.thread = threading.Thread(target=self._run, args=(ti,))
+        self.thread.start()
+        while self.thread.is_alive() and (op._process is None or op._process._proc is None):
+            self.thread.join(0.05)
+
+    def _run(self, ti: FakeTI) -> None:
+        try:
+            self.op.execute({"ti": ti, "params": {}})
+        except BaseException as exc:
+            self.errors.append(exc)
+
+    def result(self) -> BaseException | None:
+        self.thread.join()
+        return self.errors[0] if self.errors else None
+
+
 @pytest.fixture
 def connections(workspace, monkeypatch):
     """Expose the workspace's datastore connections to the Task SDK, as a worker's secrets backend would."""
@@ -288,22 +309,11 @@ def test_on_kill_stops_the_script_and_its_children(workspace, connections, scrip
     op = PythonScriptStepOperator(
         task_id="slow", workspace="test-ws", script_name="slow.py", source_directory=str(script_dir)
     )
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            op.execute({"ti": FakeTI(), "params": {}})
-        except BaseException as exc:
-            errors.append(exc)
-
-    worker = threading.Thread(target=run)
-    worker.start()
-    while worker.is_alive() and (op._process is None or op._process._proc is None):
-        worker.join(0.05)
+    running = Background(op, FakeTI())
     op.on_kill()
-    worker.join()
-    assert errors and isinstance(errors[0], StepRunError)
-    assert "exited with code -15" in str(errors[0])
+    error = running.result()
+    assert isinstance(error, StepRunError)
+    assert "exited with code -15" in str(error)
 
 
 def test_blob_datastore_inputs_are_downloaded_and_outputs_uploaded(
@@ -382,22 +392,11 @@ def test_running_step_stops_when_another_step_fails(workspace, connections, scri
         source_directory=str(script_dir),
         continue_on_step_failure=False,
     )
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            op.execute({"ti": PeerFailsTI(), "params": {}})
-        except BaseException as exc:
-            errors.append(exc)
-
-    worker = threading.Thread(target=run)
-    worker.start()
-    while worker.is_alive() and (op._process is None or op._process._proc is None):
-        worker.join(0.05)
+    running = Background(op, PeerFailsTI())
     started.set()
-    worker.join()
-    assert errors and isinstance(errors[0], AirflowSkipException)
-    assert "stopped: peer failed and continue_on_step_failure is False" in str(errors[0])
+    error = running.result()
+    assert isinstance(error, AirflowSkipException)
+    assert "stopped: peer failed and continue_on_step_failure is False" in str(error)
     assert op._process._proc.returncode == -15
 
 
