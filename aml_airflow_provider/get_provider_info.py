@@ -15,6 +15,10 @@ def get_provider_info() -> dict[str, Any]:
         "description": "Run Azure Machine Learning SDK v1 pipelines (PythonScriptStep, datastores, "
         "PipelineData, PipelineParameter) as Airflow DAGs.",
         "versions": [__version__],
+        "extra-links": [
+            "aml_airflow_provider.operators.links.StepOutputsLink",
+            "aml_airflow_provider.operators.links.StepLogsLink",
+        ],
         "connection-types": [
             {
                 "hook-class-name": "aml_airflow_provider.hooks.workspace.AmlWorkspaceHook",

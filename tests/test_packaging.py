@@ -28,6 +28,11 @@ def test_airflow_lists_the_provider_and_its_connection_types(tmp_path):
     providers = json.loads(airflow_cli(tmp_path, "providers", "list", "-o", "json"))
     (ours,) = [p for p in providers if p["package_name"] == "aml-airflow-provider"]
     assert ours["version"] == __version__
+    links = json.loads(airflow_cli(tmp_path, "providers", "links", "-o", "json"))
+    assert {
+        "aml_airflow_provider.operators.links.StepOutputsLink",
+        "aml_airflow_provider.operators.links.StepLogsLink",
+    } <= {link["extra_link_class_name"] for link in links}
     hooks = json.loads(airflow_cli(tmp_path, "providers", "hooks", "-o", "json"))
     types = {h["connection_type"]: h["class"] for h in hooks if h["package_name"] == "aml-airflow-provider"}
     assert types == {

@@ -123,6 +123,9 @@ def main(pipeline_arg=None):
     with open(os.path.join(target, result_ref.path_on_datastore, "comparison.json")) as fh:
         result = json.load(fh)
     print(f"Winner: {result['winner']}; test accuracy: {result['test_accuracy']}")
+    for step, metrics in pipeline_run1.get_metrics().items():
+        if metrics:
+            print(f"Metrics of step {step}: {metrics}")
     return pipeline_run1
 
 
