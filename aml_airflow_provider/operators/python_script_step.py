@@ -121,6 +121,8 @@ class PythonScriptStepOperator(AmlStepOperator):
         return contract
 
     def fingerprint_components(self, parameter_env: dict[str, str]) -> dict[str, Any]:
+        from aml_airflow_provider.runtime.reuse import digest
+
         # Parameters are resolved; data placeholders stay as written (inputs count by content instead).
         where = f"Step '{self.step_name}'"
         params = {
@@ -131,7 +133,9 @@ class PythonScriptStepOperator(AmlStepOperator):
             "script": self.script_name,
             "arguments": [expand(str(a), resolved, where=where, only=PARAMETER_TOKEN) for a in self.arguments],
             "params": params,
-            "environment": {"declared": self.environment, "variables": self.environment_variables},
+            # Variables count by a hash of their values: the reuse index and its log lines must not
+            # repeat what someone put there (a token, say).
+            "environment": {"declared": self.environment, "variables": digest(self.environment_variables)},
         }
 
     def run_step(
