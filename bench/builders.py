@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from airflow.providers.standard.operators.empty import EmptyOperator
-from airflow.sdk import DAG
+from airflow.sdk import DAG, Param
 from graphs import Graph
 
 from aml_airflow_provider.core import Workspace
@@ -20,6 +20,10 @@ from aml_airflow_provider.pipeline.core import Pipeline, PipelineData
 from aml_airflow_provider.pipeline.steps import PythonScriptStep
 from aml_airflow_provider.spec import PipelineSpec
 from aml_airflow_provider.translate import build_dag
+
+#: Every translated DAG has this trigger-form param; Airflow copies DAG params into each task (and
+#: serialises them there), so the baselines get it too: the same DAG as far as a user can see.
+BASELINE_PARAMS = {"regenerate_outputs": Param(False, type="boolean")}
 
 #: The script every step runs; it only has to exist.
 SCRIPT = "noop.py"
@@ -46,7 +50,7 @@ def build_pipeline(ws: Workspace, graph: Graph, source_dir: Path) -> Pipeline:
 
 def build_baseline_dag(graph: Graph) -> DAG:
     """The graph as a DAG of ``EmptyOperator`` s, written the way a person would in a DAG file."""
-    with DAG(graph.name, schedule=None, catchup=False) as dag:
+    with DAG(graph.name, schedule=None, catchup=False, params=BASELINE_PARAMS) as dag:
         tasks = [EmptyOperator(task_id=f"s{i}") for i in range(graph.size)]
         for u, v in graph.edges:
             tasks[u] >> tasks[v]
@@ -112,12 +116,13 @@ def hand_written_source(graph: Graph) -> str:
     return f'''"""Hand-written baseline for {graph.name}: {graph.size} EmptyOperators, {len(edges)} edges."""
 
 from airflow.providers.standard.operators.empty import EmptyOperator
-from airflow.sdk import DAG
+from airflow.sdk import DAG, Param
 
 TASK_IDS = {task_ids!r}
 EDGES = {edges!r}
 
-with DAG({graph.name!r}, schedule=None, catchup=False) as dag:
+with DAG({graph.name!r}, schedule=None, catchup=False,
+         params={{"regenerate_outputs": Param(False, type="boolean")}}) as dag:
     tasks = {{task_id: EmptyOperator(task_id=task_id) for task_id in TASK_IDS}}
     for upstream, downstream in EDGES:
         tasks[upstream] >> tasks[downstream]

@@ -26,7 +26,9 @@ PHASES = ("model", "spec", "DAG")
 METHOD = """\
 - **Build + translate**: *model* = creating the `PipelineData` and `PythonScriptStep` objects and
   `Pipeline(...)` (which validates); *spec* = `pipeline.spec`; *DAG* = `build_dag(spec, dag_id)`.
-  *Baseline* = the same tasks and edges built in Python as an `airflow.sdk.DAG` of `EmptyOperator`s.
+  *Baseline* = the same tasks and edges built in Python as an `airflow.sdk.DAG` of `EmptyOperator`s,
+  with the same DAG param (`regenerate_outputs`, which every translated DAG has: Airflow copies DAG
+  params into every task and serialises them there, a cost any DAG with params pays).
   Every build is checked to give exactly the graph's edges. One process, one untimed warm-up build,
   `gc.collect()` before each timed block; builds per size (median reported): {build_repeats}.
 - **DAG-file parse**: the generated file (`write_dag_file`: a two-line `.py` plus the spec as JSON)
