@@ -1,0 +1,155 @@
+"""A real Airflow deployment for the tests: API server, scheduler, DAG processor and triggerer on PostgreSQL.
+
+It is started once per test session (``airflow_server`` fixture) from the test virtualenv, with a
+fresh metadata database on the machine's PostgreSQL, the LocalExecutor, and Airflow's simple auth
+manager with two users: ``admin`` (may do anything) and ``viewer`` (may read, not trigger).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+PASSWORDS = {"admin": "admin-pw-" + uuid.uuid4().hex[:8], "viewer": "viewer-pw-" + uuid.uuid4().hex[:8]}
+COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+START_TIMEOUT = 180
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _psql(sql: str) -> None:
+    subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-v", "ON_ERROR_STOP=1", "-c", sql],
+                   check=True, capture_output=True)
+
+
+@dataclass
+class AirflowServer:
+    """A running deployment.
+
+    :param home: its AIRFLOW_HOME
+    :param url: the API server's base URL
+    """
+
+    home: Path
+    url: str
+    database: str
+    env: dict[str, str]
+    processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    @property
+    def dags_folder(self) -> Path:
+        return self.home / "dags"
+
+    def token(self, user: str = "admin") -> str:
+        import requests
+
+        response = requests.post(f"{self.url}/auth/token", json={"username": user, "password": PASSWORDS[user]},
+                                 timeout=30)
+        response.raise_for_status()
+        return response.json()["access_token"]
+
+    def headers(self, user: str = "admin") -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token(user)}"}
+
+    def log(self, component: str) -> str:
+        return (self.home / f"{component}.log").read_text(errors="replace")
+
+    def start(self) -> None:
+        airflow = str(Path(sys.executable).with_name("airflow"))
+        subprocess.run([airflow, "db", "migrate"], env=self.env, check=True, capture_output=True)
+        for component in COMPONENTS:
+            out = open(self.home / f"{component}.log", "w")  # noqa: SIM115 - closed in stop()
+            self.processes[component] = subprocess.Popen(
+                [airflow, component], env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        self._wait_healthy()
+
+    def _wait_healthy(self) -> None:
+        import requests
+
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            for name, proc in self.processes.items():
+                if proc.poll() is not None:
+                    raise RuntimeError(f"airflow {name} exited with {proc.returncode}:\n{self.log(name)[-3000:]}")
+            try:
+                health = requests.get(f"{self.url}/api/v2/monitor/health", timeout=5).json()
+                if all(health.get(c, {}).get("status") == "healthy" for c in ("metadatabase", "scheduler",
+                                                                                 "triggerer", "dag_processor")):
+                    return
+            except (requests.RequestException, ValueError):
+                pass
+            time.sleep(1)
+        raise RuntimeError("Airflow did not become healthy:\n" + self.log("api-server")[-3000:])
+
+    def stop(self) -> None:
+        for proc in self.processes.values():
+            if proc.poll() is None:
+                os.killpg(proc.pid, 15)
+        for proc in self.processes.values():
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, 9)
+        _psql(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
+
+
+def make_server(base: Path) -> AirflowServer:
+    from cryptography.fernet import Fernet
+
+    home = base / "airflow-server"
+    (home / "dags").mkdir(parents=True)
+    port = _free_port()
+    database = f"aml_it_{uuid.uuid4().hex[:10]}"
+    _psql(f'CREATE DATABASE "{database}"')
+    (home / "passwords.json").write_text(json.dumps(PASSWORDS))
+    url = f"http://127.0.0.1:{port}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+    env.update({
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"postgresql+psycopg2://postgres@127.0.0.1:5432/{database}",
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__PARALLELISM": "4",
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(home / "dags"),
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+        "AIRFLOW__CORE__FERNET_KEY": Fernet.generate_key().decode(),
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin,viewer:viewer",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{url}/execution/",
+        "AIRFLOW__API__PORT": str(port),
+        "AIRFLOW__API__HOST": "127.0.0.1",
+        "AIRFLOW__API__BASE_URL": url,
+        "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "3",
+        "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "3",
+        "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+    })
+    return AirflowServer(home=home, url=url, database=database, env=env)
+
+
+@pytest.fixture(scope="session")
+def airflow_server(tmp_path_factory) -> Iterator[AirflowServer]:
+    """A running Airflow on PostgreSQL (started once; ~30-60 s)."""
+    server = make_server(tmp_path_factory.mktemp("server"))
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
