@@ -7,7 +7,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from aml_airflow_provider.dagfile import DagDocument
 
 #: Prefixes of the Airflow connections that make up a workspace's registry.
 WORKSPACE_CONN_PREFIX = "aml_workspace."
@@ -76,7 +79,8 @@ class RunRecord:
 class Deployment(Protocol):
     """An Airflow deployment: its connections, its dags folder, and its runs."""
 
-    airflow_home: Path
+    #: The deployment's AIRFLOW_HOME when it is reached in-process, else ``None``.
+    airflow_home: Path | None
 
     def get_connection(self, conn_id: str) -> ConnectionRecord | None: ...
 
@@ -87,9 +91,23 @@ class Deployment(Protocol):
     def list_connections(self, prefix: str) -> list[ConnectionRecord]: ...
 
     @property
-    def dags_folder(self) -> Path: ...
+    def base_url(self) -> str: ...
 
-    def trigger(self, dag_file: Path, dag_id: str, conf: Mapping[str, Any]) -> str: ...
+    def write_dag(self, document: DagDocument, *, title: str) -> None: ...
+
+    def read_dag(self, dag_id: str) -> DagDocument | None: ...
+
+    def list_dags(self, kind: str | None = None) -> list[DagDocument]: ...
+
+    def write_endpoint(self, name: str, document: Mapping[str, Any]) -> None: ...
+
+    def read_endpoint(self, name: str) -> dict[str, Any] | None: ...
+
+    def list_endpoints(self) -> list[dict[str, Any]]: ...
+
+    def set_paused(self, dag_id: str, paused: bool) -> None: ...
+
+    def trigger(self, dag_id: str, conf: Mapping[str, Any]) -> str: ...
 
     def dag_run(self, dag_id: str, run_id: str) -> RunRecord | None: ...
 

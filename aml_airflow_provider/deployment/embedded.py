@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from aml_airflow_provider.dagfile import Catalog, DagDocument
 from aml_airflow_provider.deployment.base import ConnectionRecord, RunRecord, TaskRecord
 from aml_airflow_provider.exceptions import WorkspaceException
 
@@ -145,6 +146,45 @@ class EmbeddedDeployment:
 
         return Path(conf.get("core", "dags_folder")).resolve()
 
+    @property
+    def catalog(self) -> Catalog:
+        return Catalog(self.dags_folder)
+
+    @property
+    def base_url(self) -> str:
+        """Where this deployment's API server answers (``[api] base_url``) when one is started."""
+        self.ensure_ready()
+        from airflow.configuration import conf
+
+        return (conf.get("api", "base_url", fallback="") or "http://localhost:8080").rstrip("/")
+
+    # -- documents --------------------------------------------------------------------------------
+    def write_dag(self, document: DagDocument, *, title: str) -> None:
+        self.catalog.write_dag(document, title=title)
+
+    def read_dag(self, dag_id: str) -> DagDocument | None:
+        return self.catalog.read_dag(dag_id)
+
+    def list_dags(self, kind: str | None = None) -> list[DagDocument]:
+        return self.catalog.list_dags(kind)
+
+    def write_endpoint(self, name: str, document: Mapping[str, Any]) -> None:
+        self.catalog.write_endpoint(name, document)
+
+    def read_endpoint(self, name: str) -> dict[str, Any] | None:
+        return self.catalog.read_endpoint(name)
+
+    def list_endpoints(self) -> list[dict[str, Any]]:
+        return self.catalog.list_endpoints()
+
+    def set_paused(self, dag_id: str, paused: bool) -> None:
+        """Pause or unpause a DAG (a no-op until Airflow has seen it)."""
+        self.ensure_ready()
+        from airflow.models.dag import DagModel
+
+        with self._session() as session:
+            session.query(DagModel).filter(DagModel.dag_id == dag_id).update({DagModel.is_paused: paused})
+
     # -- connections ------------------------------------------------------------------------------
     @staticmethod
     def _record(conn: Any) -> ConnectionRecord:
@@ -200,14 +240,11 @@ class EmbeddedDeployment:
             return [self._record(c) for c in rows]
 
     # -- runs -------------------------------------------------------------------------------------
-    def trigger(self, dag_file: Path, dag_id: str, conf: Mapping[str, Any]) -> str:
-        """Run the DAG defined in ``dag_file`` to completion, in this process; return the run id."""
-        self.ensure_ready()
+    def trigger(self, dag_id: str, conf: Mapping[str, Any]) -> str:
+        """Run a generated DAG to completion, in this process (``DAG.test``); return the run id."""
         from aml_airflow_provider.dagfile import load_dag_file
 
-        dag = load_dag_file(dag_file)
-        if dag.dag_id != dag_id:
-            raise WorkspaceException(f"{dag_file} defines DAG {dag.dag_id!r}, expected {dag_id!r}.")
+        dag = load_dag_file(self.catalog.dag_file(dag_id))
         dag_run = dag.test(run_conf=dict(conf))
         return dag_run.run_id
 

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
-
 from airflow.api_fastapi.core_api.security import GetUserDep
+from fastapi import FastAPI
 
 app = FastAPI(title="Azure ML pipelines on Airflow", version="1", description="Published pipelines and endpoints.")
 

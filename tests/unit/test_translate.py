@@ -304,7 +304,7 @@ def test_dag_file_round_trip(tmp_path, diamond):
     assert set(loaded.task_dict) == set(expected.task_dict)
     assert _edges(loaded) == _edges(expected)
     assert set(loaded.tags) == {"t"}
-    assert dagfile.read_dag_document(py_path)[2] == diamond.spec
+    assert dagfile.read_dag_document(py_path).spec == diamond.spec
 
 
 def test_dag_file_passes_the_safe_mode_heuristic_and_imports_no_user_script(tmp_path, workspace, script_dir):

@@ -61,10 +61,14 @@ class PipelineRun:
     :param run_id: the DAG run id
     """
 
-    def __init__(self, experiment: Experiment, run_id: str, _spec: PipelineSpec | None = None) -> None:
+    def __init__(
+        self, experiment: Experiment, run_id: str, _spec: PipelineSpec | None = None, _dag_id: str | None = None
+    ) -> None:
         self.experiment = experiment
         self._run_id = run_id
         self._spec = _spec
+        #: The DAG the run belongs to: the experiment's, or a published pipeline's.
+        self.dag_id = _dag_id or experiment.dag_id
 
     @staticmethod
     def get(workspace: Workspace, run_id: str) -> PipelineRun:
@@ -74,7 +78,10 @@ class PipelineRun:
         runs = workspace._deployment.find_dag_runs(run_id)
         if not runs:
             raise UserErrorException(f"No pipeline run with id {run_id!r} in workspace '{workspace.name}'.")
-        return PipelineRun(Experiment(workspace, runs[0].dag_id), run_id)
+        dag_id = runs[0].dag_id
+        document = workspace._deployment.read_dag(dag_id)
+        experiment = (document.meta.get("experiment") if document else None) or dag_id
+        return PipelineRun(Experiment(workspace, experiment), run_id, _dag_id=dag_id)
 
     @property
     def id(self) -> str:
@@ -92,10 +99,10 @@ class PipelineRun:
     def spec(self) -> PipelineSpec:
         """The spec the experiment's DAG runs."""
         if self._spec is None:
-            from aml_airflow_provider.dagfile import GENERATED_DIR, read_dag_document
-
-            path = self._deployment.dags_folder / GENERATED_DIR / f"{self.experiment.dag_id}.py"
-            self._spec = read_dag_document(path)[2]
+            document = self._deployment.read_dag(self.dag_id)
+            if document is None or document.spec is None:
+                raise UserErrorException(f"The pipeline of run {self._run_id!r} ({self.dag_id}) is no longer known.")
+            self._spec = document.spec
         return self._spec
 
     def _step_spec(self, task_id: str) -> StepSpec:
@@ -106,7 +113,7 @@ class PipelineRun:
             return StepSpec(name=task_id, task_id=task_id, kind="unknown", kind_version=0, config={})
 
     def _record(self):
-        record = self._deployment.dag_run(self.experiment.dag_id, self._run_id)
+        record = self._deployment.dag_run(self.dag_id, self._run_id)
         if record is None:
             raise UserErrorException(f"Pipeline run {self._run_id!r} of experiment '{self.experiment.name}' not found.")
         return record
@@ -120,7 +127,7 @@ class PipelineRun:
 
     def cancel(self) -> None:
         """Cancel the run: steps not started are skipped, running ones stop (with their child processes)."""
-        self._deployment.cancel_run(self.experiment.dag_id, self._run_id, CANCELED_NOTE)
+        self._deployment.cancel_run(self.dag_id, self._run_id, CANCELED_NOTE)
 
     def get_metrics(self) -> dict[str, dict[str, Any]]:
         """Each step's metrics, by step name (see :meth:`StepRun.get_metrics`)."""
@@ -151,7 +158,7 @@ class PipelineRun:
     def get_steps(self) -> list[StepRun]:
         """The step runs that have started or finished, in start order."""
         steps = []
-        for ti in self._deployment.task_instances(self.experiment.dag_id, self._run_id):
+        for ti in self._deployment.task_instances(self.dag_id, self._run_id):
             if STEP_STATUS.get(_state_name(ti.state), "Running") in ("NotStarted", "Queued"):
                 continue
             steps.append(StepRun(self, self._step_spec(ti.task_id), ti))
@@ -190,7 +197,7 @@ class PipelineRun:
     def summary(self) -> str:
         """A readable table of steps, statuses and outputs."""
         lines = [f"PipelineRun {self._run_id} (experiment '{self.experiment.name}'): {self.get_status()}"]
-        for ti in self._deployment.task_instances(self.experiment.dag_id, self._run_id):
+        for ti in self._deployment.task_instances(self.dag_id, self._run_id):
             step = StepRun(self, self._step_spec(ti.task_id), ti)
             reused = f" (reused step run {step.reused_run_id})" if step.is_reused else ""
             lines.append(f"  StepRun {step.name!r}: {step.get_status()}{reused}")
@@ -228,7 +235,7 @@ class StepRun:
 
     def _record(self) -> TaskRecord | None:
         run = self.pipeline_run
-        for ti in run._deployment.task_instances(run.experiment.dag_id, run.id):
+        for ti in run._deployment.task_instances(run.dag_id, run.id):
             if ti.task_id == self._step.task_id:
                 self._ti = ti
         return self._ti
@@ -263,7 +270,7 @@ class StepRun:
 
     def _xcoms(self) -> dict[str, Any]:
         run = self.pipeline_run
-        return run._deployment.xcoms(run.experiment.dag_id, run.id, self._step.task_id)
+        return run._deployment.xcoms(run.dag_id, run.id, self._step.task_id)
 
     def _facts(self) -> dict[str, Any]:
         facts = self._xcoms().get(xcom.STEP_RUN)

@@ -7,7 +7,7 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from aml_airflow_provider.dagfile import write_dag_file
+from aml_airflow_provider.dagfile import DagDocument
 from aml_airflow_provider.exceptions import PipelineParameterError
 from aml_airflow_provider.parameters import resolve_parameter_values
 from aml_airflow_provider.spec import REGENERATE_PARAM, TAGS_CONF_KEY, PipelineSpec
@@ -59,14 +59,15 @@ def submit_pipeline(
     if regenerate_outputs:
         conf[REGENERATE_PARAM] = True
     deployment = workspace._deployment
-    dag_file = write_dag_file(
-        deployment.dags_folder,
-        experiment.dag_id,
-        spec,
-        title=f"AML experiment '{experiment.name}' of workspace '{workspace.name}'",
+    document = DagDocument(
+        dag_id=experiment.dag_id,
+        kind="experiment",
         dag_kwargs={"tags": ["aml", "aml-experiment"], "description": spec.description},
+        spec=spec,
+        meta={"experiment": experiment.name, "workspace": workspace.name},
     )
-    run_id = deployment.trigger(dag_file, experiment.dag_id, conf)
+    deployment.write_dag(document, title=f"AML experiment '{experiment.name}' of workspace '{workspace.name}'")
+    run_id = deployment.trigger(experiment.dag_id, conf)
     print(f"Submitted PipelineRun {run_id} (experiment '{experiment.name}')", flush=True)
     return PipelineRun(experiment, run_id, _spec=spec)
 
