@@ -32,6 +32,8 @@ _EXPORTS = {
     "StepRun": "aml_airflow_provider.pipeline.core",
     "StepSequence": "aml_airflow_provider.pipeline.core",
     "PortDataReference": "aml_airflow_provider.pipeline.core",
+    "PublishedPipeline": "aml_airflow_provider.pipeline.core",
+    "PipelineEndpoint": "aml_airflow_provider.pipeline.core",
     "PythonScriptStep": "aml_airflow_provider.pipeline.steps",
     "PythonScriptStepOperator": "aml_airflow_provider.operators",
     "PipelineToDag": "aml_airflow_provider.translate",

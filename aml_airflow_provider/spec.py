@@ -17,8 +17,11 @@ SPEC_VERSION = 1
 
 #: DAG params every translated DAG has besides the pipeline's own (so pipelines cannot use these names).
 REGENERATE_PARAM = "regenerate_outputs"
+#: Keys a submission adds to a DAG run's conf besides the parameter values.
 TAGS_CONF_KEY = "aml_tags"
-RESERVED_PARAMETERS = (REGENERATE_PARAM, TAGS_CONF_KEY)
+EXPERIMENT_CONF_KEY = "aml_experiment"
+CONTINUE_CONF_KEY = "aml_continue_on_step_failure"
+RESERVED_PARAMETERS = (REGENERATE_PARAM, TAGS_CONF_KEY, EXPERIMENT_CONF_KEY, CONTINUE_CONF_KEY)
 
 #: Parameter types, with the JSON-schema type each becomes as a DAG ``Param``.
 PARAMETER_TYPES = {

@@ -44,6 +44,8 @@ def _doc_md(spec: PipelineSpec) -> str:
         ins = ", ".join(i.name for i in step.inputs) or "-"
         outs = ", ".join(o.name for o in step.outputs) or "-"
         lines.append(f"| {step.name} | {step.kind} | {ins} | {outs} |")
+    # Lets a client of a remote deployment see when Airflow has parsed this version of the pipeline.
+    lines += ["", f"Pipeline spec `{spec.fingerprint}`"]
     return "\n".join(lines)
 
 

@@ -22,7 +22,15 @@ from aml_airflow_provider import xcom
 from aml_airflow_provider._names import data_env_name, parameter_env_name
 from aml_airflow_provider.exceptions import UserErrorException
 from aml_airflow_provider.operators.links import StepLogsLink, StepOutputsLink
-from aml_airflow_provider.spec import REGENERATE_PARAM, InputSpec, OutputSpec, PipelineSpec, StepSpec, port_dict
+from aml_airflow_provider.spec import (
+    CONTINUE_CONF_KEY,
+    REGENERATE_PARAM,
+    InputSpec,
+    OutputSpec,
+    PipelineSpec,
+    StepSpec,
+    port_dict,
+)
 from aml_airflow_provider.uris import DatastoreUri
 
 if TYPE_CHECKING:
@@ -201,20 +209,25 @@ class AmlStepOperator(BaseOperator):
         states = ti.get_task_states(dag_id=ti.dag_id, run_ids=[ti.run_id]).get(ti.run_id, {})
         return sorted(task for task, state in states.items() if state == "failed" and task != ti.task_id)
 
-    def _stop_reason(self, ti: Any) -> str | None:
+    def _continues_on_failure(self, context: Context) -> bool:
+        """The step's ``continue_on_step_failure``, unless the run's submission overrode it."""
+        conf = getattr(context.get("dag_run"), "conf", None) or {}
+        return bool(conf.get(CONTINUE_CONF_KEY, self.continue_on_step_failure))
+
+    def _stop_reason(self, ti: Any, continues: bool) -> str | None:
         """Why this step should stop now: the run was cancelled, or (without continue_on_step_failure)
         another step failed. ``None`` to go on."""
         if ti.get_dagrun_state(dag_id=ti.dag_id, run_id=ti.run_id) not in ("running", "queued"):
             return "the pipeline run was cancelled"
-        if not self.continue_on_step_failure:
+        if not continues:
             failed = self._failed_steps(ti)
             if failed:
                 return f"{', '.join(failed)} failed and continue_on_step_failure is False"
         return None
 
-    def _stop_if_run_failed(self, ti: Any) -> None:
+    def _stop_if_run_failed(self, ti: Any, continues: bool) -> None:
         """v1's ``continue_on_step_failure=False``: do not start once another step of the run failed."""
-        if self.continue_on_step_failure:
+        if continues:
             return
         failed = self._failed_steps(ti)
         if failed:
@@ -232,7 +245,7 @@ class AmlStepOperator(BaseOperator):
 
         inputs, outputs = self._parse_ports()
         ti = context["ti"]
-        self._stop_if_run_failed(ti)
+        self._stop_if_run_failed(ti, self._continues_on_failure(context))
         folder = f"{run_folder(ti.dag_id, ti.run_id)}/{self.task_id}"
         store = self._default_store()
         step_run_uri = DatastoreUri(store.name, f"{folder}/step-run")
@@ -302,7 +315,7 @@ class AmlStepOperator(BaseOperator):
                 parameter_env=parameter_env,
                 tracking_dir=tracking_dir,
                 driver_log=driver_log,
-                should_stop=lambda: self._stop_reason(ti),
+                should_stop=lambda: self._stop_reason(ti, self._continues_on_failure(context)),
             )
             uris = data.publish()
             status = "Finished"

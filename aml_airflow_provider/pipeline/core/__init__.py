@@ -8,16 +8,19 @@ from aml_airflow_provider.pipeline.core.builder import (
 )
 from aml_airflow_provider.pipeline.core.graph import PipelineParameter, PortDataReference
 from aml_airflow_provider.pipeline.core.pipeline import Pipeline
+from aml_airflow_provider.pipeline.core.published import PipelineEndpoint, PublishedPipeline
 from aml_airflow_provider.pipeline.core.run import PipelineRun, StepRun, StepRunOutput
 
 __all__ = [
     "InputPortBinding",
     "Pipeline",
+    "PipelineEndpoint",
     "PipelineData",
     "PipelineParameter",
     "PipelineRun",
     "PipelineStep",
     "PortDataReference",
+    "PublishedPipeline",
     "StepRun",
     "StepRunOutput",
     "StepSequence",

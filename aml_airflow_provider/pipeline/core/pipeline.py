@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
     from aml_airflow_provider.core.datastore import Datastore
     from aml_airflow_provider.core.workspace import Workspace
+    from aml_airflow_provider.pipeline.core.published import PublishedPipeline
     from aml_airflow_provider.pipeline.core.run import PipelineRun
 
 _ACCEPTED_KWARGS = {"enable_email_notification", "default_datastore_name"}
@@ -332,6 +333,24 @@ class Pipeline:
             parent_run_id=parent_run_id,
             **kwargs,
         )
+
+    def publish(
+        self,
+        name: str | None = None,
+        description: str | None = None,
+        version: str | None = None,
+        continue_on_step_failure: bool | None = None,
+    ) -> PublishedPipeline:
+        """Publish the pipeline: its own DAG, with the source snapshots taken now, runnable by id or REST.
+
+        :param name: the published pipeline's name
+        :param description: its description
+        :param version: a free-form version label
+        :param continue_on_step_failure: the default for its runs (a submission may override it)
+        """
+        from aml_airflow_provider.pipeline.core.published import publish_pipeline
+
+        return publish_pipeline(self, name, description, version, continue_on_step_failure)
 
     def to_dag(self, dag_id: str, schedule: Any = None, **dag_kwargs: Any) -> DAG:
         """An Airflow DAG that runs this pipeline (see :class:`~aml_airflow_provider.translate.PipelineToDag`)."""

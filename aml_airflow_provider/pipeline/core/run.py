@@ -14,7 +14,7 @@ from aml_airflow_provider import xcom
 from aml_airflow_provider.exceptions import ActivityFailedException, UserErrorException
 from aml_airflow_provider.pipeline.core.graph import PortDataReference
 from aml_airflow_provider.runtime.tracking import DRIVER_LOG, TAGS_FILE, StepRunRecord, aggregate
-from aml_airflow_provider.spec import TAGS_CONF_KEY, StepSpec
+from aml_airflow_provider.spec import RESERVED_PARAMETERS, TAGS_CONF_KEY, StepSpec
 from aml_airflow_provider.uris import DatastoreUri
 
 if TYPE_CHECKING:
@@ -148,7 +148,7 @@ class PipelineRun:
             "status": self.get_status(),
             "startTimeUtc": record.start_date.isoformat() if record.start_date else None,
             "endTimeUtc": record.end_date.isoformat() if record.end_date else None,
-            "parameters": {k: v for k, v in record.conf.items() if k != TAGS_CONF_KEY},
+            "parameters": {k: v for k, v in record.conf.items() if k not in RESERVED_PARAMETERS},
             "tags": record.conf.get(TAGS_CONF_KEY, {}),
         }
 
