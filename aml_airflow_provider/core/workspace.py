@@ -47,8 +47,11 @@ class Workspace:
     :param subscription_id: kept for v1 compatibility (informational here)
     :param resource_group: kept for v1 compatibility (informational here)
     :param workspace_name: the workspace's name
-    :param auth: accepted for v1 compatibility; Airflow's own configuration decides access
-    :param airflow_home: the deployment's ``AIRFLOW_HOME`` (default: this process's)
+    :param auth: for a deployment reached over HTTP, an
+        :class:`~aml_airflow_provider.core.authentication.AirflowAuthentication` (default: from
+        ``AML_AIRFLOW_USERNAME``/``AML_AIRFLOW_PASSWORD``)
+    :param airflow_home: the deployment's ``AIRFLOW_HOME``, used in-process (default: this process's)
+    :param airflow_url: the deployment's API server, when it is reached over HTTP instead
     """
 
     def __init__(
@@ -65,16 +68,18 @@ class Workspace:
         _cloud: str = "AzureCloud",
         *,
         airflow_home: str | os.PathLike[str] | None = None,
+        airflow_url: str | None = None,
+        _deployment: Any = None,
     ) -> None:
         if workspace_name is None:
             raise UserErrorException("Workspace(...) needs workspace_name; or use Workspace.from_config().")
         self._name = check_workspace_name(workspace_name)
-        self._deployment = get_deployment(airflow_home)
+        self._deployment = _deployment or get_deployment(airflow_home, airflow_url, auth)
         record = self._deployment.get_connection(workspace_conn_id(self._name))
         if record is None:
             raise WorkspaceException(
-                f"Workspace '{self._name}' does not exist in the Airflow deployment at "
-                f"{self._deployment.airflow_home}. Create it with Workspace.create('{self._name}')."
+                f"Workspace '{self._name}' does not exist in the Airflow deployment at {_where(self._deployment)}. "
+                f"Create it with Workspace.create('{self._name}')."
             )
         self._settings: dict[str, Any] = dict(record.extra)
 
@@ -95,9 +100,11 @@ class Workspace:
         show_output: bool = True,
         *,
         airflow_home: str | os.PathLike[str] | None = None,
+        airflow_url: str | None = None,
         **kwargs: Any,
     ) -> Workspace:
-        """Create a workspace in the Airflow deployment at ``airflow_home`` (default: ``$AIRFLOW_HOME``).
+        """Create a workspace in the Airflow deployment at ``airflow_home`` (default: ``$AIRFLOW_HOME``),
+        or in the one whose API server is ``airflow_url``.
 
         The metadata database is created if it is missing, so a fresh ``AIRFLOW_HOME`` needs no set-up.
 
@@ -113,19 +120,27 @@ class Workspace:
         :param exist_ok: return the existing workspace instead of failing
         :param show_output: print what was created
         :param airflow_home: the deployment's ``AIRFLOW_HOME``
+        :param airflow_url: the deployment's API server (then ``auth``, or ``AML_AIRFLOW_USERNAME`` and
+            ``AML_AIRFLOW_PASSWORD``, log in; ``storage_account`` is required, as the client cannot create
+            folders on the server)
         :param kwargs: other v1 arguments (``key_vault``, ``app_insights``, ``container_registry``,
             ``create_resource_group``, ``sku``, ...) are accepted and have no meaning here
         """
         check_workspace_name(name)
         storage_kind = _storage_account_kind(storage_account)
-        deployment = get_deployment(airflow_home)
+        if airflow_url and storage_kind is None:
+            raise UserErrorException(
+                "A workspace on a remote Airflow needs storage_account (a connection string or account URL): "
+                "its default datastores cannot be folders on this machine."
+            )
+        deployment = get_deployment(airflow_home, airflow_url, auth)
         conn_id = workspace_conn_id(name)
         if deployment.get_connection(conn_id) is not None:
             if not exist_ok:
                 raise WorkspaceException(
-                    f"Workspace '{name}' already exists in {deployment.airflow_home}; pass exist_ok=True to use it."
+                    f"Workspace '{name}' already exists in {_where(deployment)}; pass exist_ok=True to use it."
                 )
-            ws = Workspace(subscription_id, resource_group, name, airflow_home=deployment.airflow_home)
+            ws = Workspace(subscription_id, resource_group, name, _deployment=deployment)
             ws._write_home_config()
             return ws
 
@@ -145,7 +160,7 @@ class Workspace:
                 description=f"AML workspace '{name}'",
             )
         )
-        ws = Workspace(subscription_id, resource_group, name, airflow_home=deployment.airflow_home)
+        ws = Workspace(subscription_id, resource_group, name, _deployment=deployment)
         try:
             ws._register_default_datastores(storage_account, storage_kind)
         except BaseException:
@@ -157,14 +172,15 @@ class Workspace:
         ws._write_home_config()
         if show_output:
             default = ws.get_default_datastore()
-            print(f"Created workspace '{name}' in {deployment.airflow_home}; default datastore: {default!r}")
+            print(f"Created workspace '{name}' in {_where(deployment)}; default datastore: {default!r}")
         return ws
 
     def _register_default_datastores(self, storage_account: str | None, kind: str | None) -> None:
         from aml_airflow_provider.core.datastore import Datastore
 
-        local_root = self._deployment.airflow_home / "aml_datastores" / self._name
-        Datastore.register_local_folder(self, DEFAULT_FILE_DATASTORE, local_root / DEFAULT_FILE_DATASTORE)
+        if self._deployment.airflow_home is not None:
+            local_root = self._deployment.airflow_home / "aml_datastores" / self._name
+            Datastore.register_local_folder(self, DEFAULT_FILE_DATASTORE, local_root / DEFAULT_FILE_DATASTORE)
         if storage_account is None:
             Datastore.register_local_folder(self, DEFAULT_BLOB_DATASTORE, local_root / DEFAULT_BLOB_DATASTORE)
             return
@@ -222,6 +238,16 @@ class Workspace:
             name = config["workspace_name"]
         except (OSError, ValueError, KeyError) as exc:
             raise WorkspaceException(f"{config_file} is not a workspace config file: {exc}") from exc
+        if config.get("airflow_url"):
+            if _logger is None:
+                print(f"Loaded workspace '{name}' from {config_file} (Airflow at {config['airflow_url']})", flush=True)
+            return Workspace(
+                config.get("subscription_id"),
+                config.get("resource_group"),
+                name,
+                auth,
+                airflow_url=config["airflow_url"],
+            )
         home = Path(config.get("airflow_home") or default_airflow_home())
         bind_airflow_home(home)
         if _logger is None:
@@ -241,12 +267,17 @@ class Workspace:
             "subscription_id": self.subscription_id,
             "resource_group": self.resource_group,
             "workspace_name": self._name,
-            "airflow_home": str(self._deployment.airflow_home),
+            **(
+                {"airflow_home": str(self._deployment.airflow_home)}
+                if self._deployment.airflow_home is not None
+                else {"airflow_url": self._deployment.base_url}
+            ),
         }
 
     def _write_home_config(self) -> None:
         # The deployment's own pointer, so from_config() works from any folder (e.g. in DAG files).
-        if not (self._deployment.airflow_home / ".azureml" / "config.json").exists():
+        home = self._deployment.airflow_home
+        if home is not None and not (home / ".azureml" / "config.json").exists():
             self.write_config(self._deployment.airflow_home)
 
     # -- properties -------------------------------------------------------------------------------
@@ -271,7 +302,8 @@ class Workspace:
         return dict(self._settings.get("tags") or {})
 
     @property
-    def airflow_home(self) -> Path:
+    def airflow_home(self) -> Path | None:
+        """The deployment's AIRFLOW_HOME when it is used in-process, else ``None``."""
         return self._deployment.airflow_home
 
     def get_details(self) -> dict[str, Any]:
@@ -322,16 +354,21 @@ class Workspace:
         }
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Workspace) and (self._name, self.airflow_home) == (
+        return isinstance(other, Workspace) and (self._name, _where(self._deployment)) == (
             other._name,
-            other.airflow_home,
+            _where(other._deployment),
         )
 
     def __hash__(self) -> int:
-        return hash((self._name, self.airflow_home))
+        return hash((self._name, _where(self._deployment)))
 
     def __repr__(self) -> str:
-        return f"Workspace.create(name={self._name!r}, airflow_home={str(self.airflow_home)!r})"
+        return f"Workspace.create(name={self._name!r}, deployment={_where(self._deployment)!r})"
+
+
+def _where(deployment: Any) -> str:
+    """A deployment's location: its AIRFLOW_HOME, or its API server's URL."""
+    return str(deployment.airflow_home) if deployment.airflow_home is not None else deployment.base_url
 
 
 def _storage_account_kind(storage_account: str | None) -> str | None:

@@ -343,11 +343,19 @@ class EmbeddedDeployment:
             return {row.key: XComModel.deserialize_value(row) for row in session.scalars(query)}
 
 
-_DEPLOYMENTS: dict[Path, EmbeddedDeployment] = {}
+_DEPLOYMENTS: dict[Any, Any] = {}
 
 
-def get_deployment(airflow_home: Path | str | None = None) -> EmbeddedDeployment:
-    """The (cached) deployment for ``airflow_home`` (default: this process's AIRFLOW_HOME)."""
+def get_deployment(airflow_home: Path | str | None = None, airflow_url: str | None = None, auth: Any = None):
+    """The (cached) deployment: the API server at ``airflow_url`` if given, else the one at
+    ``airflow_home`` (default: this process's AIRFLOW_HOME), used in-process."""
+    if airflow_url:
+        from aml_airflow_provider.deployment.remote import RemoteDeployment
+
+        key = (airflow_url.rstrip("/"), getattr(auth, "username", None))
+        if key not in _DEPLOYMENTS or auth is not None:
+            _DEPLOYMENTS[key] = RemoteDeployment(airflow_url, auth)
+        return _DEPLOYMENTS[key]
     home = Path(airflow_home).expanduser().resolve() if airflow_home else default_airflow_home()
     if home not in _DEPLOYMENTS:
         _DEPLOYMENTS[home] = EmbeddedDeployment(home)

@@ -1,13 +1,268 @@
-"""The ``/aml`` FastAPI app (mounted by the plugin on Airflow's API server)."""
+"""The ``/aml`` FastAPI app, mounted by the plugin on Airflow's API server.
+
+- v1's REST contract for published pipelines and pipeline endpoints: ``POST .../submit`` with
+  ``ExperimentName``, ``ParameterAssignments`` (values may be strings), ``DataPathAssignments``, ...,
+  answered with ``{"Id": <run id>}``; and a status route per run.
+- The document routes a client of a remote workspace uses to write and read the DAG documents
+  (pipeline specs) in this deployment's dags folder.
+- The *Pipelines* page.
+
+Authentication and authorisation are Airflow's own: the ``/api/v2`` bearer token (or the UI's
+session cookie), checked by Airflow's auth manager. A user needs the right to trigger a DAG to
+submit its pipeline, to edit it to publish, and to read it to see it.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated, Any
+
+from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity, DagDetails
 from airflow.api_fastapi.core_api.security import GetUserDep
-from fastapi import FastAPI
+from fastapi import Body, FastAPI, HTTPException, Query, Request, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 
-app = FastAPI(title="Azure ML pipelines on Airflow", version="1", description="Published pipelines and endpoints.")
+from aml_airflow_provider import __version__
+from aml_airflow_provider.dagfile import Catalog, DagDocument
+from aml_airflow_provider.exceptions import UserErrorException
+from aml_airflow_provider.plugins import pages
+
+app = FastAPI(
+    title="Azure ML pipelines on Airflow",
+    version=__version__,
+    description="Submit published pipelines with SDK v1's REST body; read and write pipeline documents.",
+)
 
 
-@app.get("/whoami")
-def whoami(user: GetUserDep) -> dict[str, str]:
-    return {"user": user.get_name()}
+@app.exception_handler(RequestValidationError)
+async def _bad_body(request: Request, exc: RequestValidationError) -> JSONResponse:
+    # v1 clients expect 400 for a request they got wrong, with what was wrong.
+    problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+    return JSONResponse(status_code=400, content={"detail": problems})
+
+
+@app.exception_handler(UserErrorException)
+async def _user_error(request: Request, exc: UserErrorException) -> JSONResponse:
+    return JSONResponse(status_code=400, content={"detail": str(exc)})
+
+
+def catalog() -> Catalog:
+    from airflow.configuration import conf
+
+    return Catalog(Path(conf.get("core", "dags_folder")))
+
+
+def authorize_dag(user: Any, dag_id: str | None, method: str, entity: DagAccessEntity | None = None) -> None:
+    from airflow.api_fastapi.app import get_auth_manager
+
+    if not get_auth_manager().is_authorized_dag(
+        method=method,
+        access_entity=entity,
+        details=DagDetails(id=dag_id),
+        user=user,  # type: ignore[arg-type]
+    ):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "Forbidden")
+
+
+def readable(user: Any, documents: list[DagDocument]) -> list[DagDocument]:
+    from airflow.api_fastapi.app import get_auth_manager
+
+    manager = get_auth_manager()
+    return [d for d in documents if manager.is_authorized_dag(method="GET", details=DagDetails(id=d.dag_id), user=user)]
+
+
+# -- documents --------------------------------------------------------------------------------------
+class DagBody(BaseModel):
+    document: dict[str, Any]
+    title: str
+
+
+@app.put("/dags/{dag_id}", summary="Write a pipeline's DAG document")
+def put_dag(dag_id: str, body: DagBody, user: GetUserDep) -> dict[str, str]:
+    authorize_dag(user, dag_id, "PUT")
+    try:
+        document = DagDocument.from_dict(body.document)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise HTTPException(400, f"Invalid DAG document: {exc}") from None
+    if document.dag_id != dag_id:
+        raise HTTPException(400, f"The document is for DAG {document.dag_id!r}, not {dag_id!r}.")
+    catalog().write_dag(document, title=body.title)
+    return {"dag_id": dag_id, "fingerprint": document.spec.fingerprint if document.spec else ""}
+
+
+@app.get("/dags/{dag_id}", summary="Read a pipeline's DAG document")
+def get_dag(dag_id: str, user: GetUserDep) -> dict[str, Any]:
+    authorize_dag(user, dag_id, "GET")
+    document = catalog().read_dag(dag_id)
+    if document is None:
+        raise HTTPException(404, f"No pipeline DAG {dag_id!r}.")
+    return document.to_dict()
+
+
+@app.get("/dags", summary="List pipeline DAG documents")
+def list_dags(user: GetUserDep, kind: str | None = None) -> list[dict[str, Any]]:
+    return [d.to_dict() for d in readable(user, catalog().list_dags(kind))]
+
+
+@app.put("/endpoints/{name}", summary="Write a pipeline endpoint")
+def put_endpoint(name: str, user: GetUserDep, document: Annotated[dict[str, Any], Body()]) -> dict[str, str]:
+    for pipeline_id in document.get("versions", {}).values():
+        authorize_dag(user, _published(pipeline_id).dag_id, "PUT")
+    catalog().write_endpoint(name, {**document, "name": name})
+    return {"name": name}
+
+
+@app.get("/endpoints/{name}", summary="Read a pipeline endpoint")
+def get_endpoint(name: str, user: GetUserDep) -> dict[str, Any]:
+    document = catalog().read_endpoint(name)
+    if document is None:
+        raise HTTPException(404, f"No pipeline endpoint {name!r}.")
+    return document
+
+
+@app.get("/endpoints", summary="List pipeline endpoints")
+def list_endpoints(user: GetUserDep) -> list[dict[str, Any]]:
+    return catalog().list_endpoints()
+
+
+# -- v1's REST contract -----------------------------------------------------------------------------
+class DataPathAssignment(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    DataStoreName: str
+    RelativePath: str = ""
+
+
+class SubmitBody(BaseModel):
+    """SDK v1's ``PipelineSubmissionInfo`` (unknown fields are ignored, as v1's service did)."""
+
+    model_config = ConfigDict(extra="ignore")
+    ExperimentName: str
+    ParameterAssignments: dict[str, Any] = Field(default_factory=dict)
+    DataPathAssignments: dict[str, DataPathAssignment] = Field(default_factory=dict)
+    DataSetDefinitionValueAssignments: dict[str, Any] = Field(default_factory=dict)
+    Description: str | None = None
+    RunSource: str | None = None
+    tags: dict[str, Any] | None = None
+    ContinueRunOnStepFailure: bool | None = None
+
+
+def _published(pipeline_id: str) -> DagDocument:
+    for document in catalog().list_dags("published"):
+        if document.meta.get("id") == pipeline_id:
+            return document
+    raise HTTPException(404, f"No published pipeline with id {pipeline_id!r}.")
+
+
+def _datastores(workspace: str) -> set[str]:
+    from airflow.models.connection import Connection
+    from airflow.utils.session import create_session
+
+    from aml_airflow_provider.deployment.base import DATASTORE_CONN_PREFIX
+
+    prefix = f"{DATASTORE_CONN_PREFIX}{workspace}."
+    with create_session() as session:
+        ids = session.query(Connection.conn_id).filter(Connection.conn_id.startswith(prefix, autoescape=True))
+        return {conn_id[len(prefix) :] for (conn_id,) in ids}
+
+
+def submit_document(document: DagDocument, body: SubmitBody, user: Any) -> dict[str, Any]:
+    """Check and run a submission of a published pipeline; the caller has found the document."""
+    from airflow.api.common.trigger_dag import trigger_dag
+    from airflow.exceptions import DagNotFound
+    from airflow.utils.types import DagRunTriggeredByType
+
+    from aml_airflow_provider.pipeline.core.published import ACTIVE, submit_conf
+
+    authorize_dag(user, document.dag_id, "POST", DagAccessEntity.RUN)
+    if document.meta.get("status", ACTIVE) != ACTIVE:
+        raise HTTPException(409, f"Published pipeline {document.meta['id']} is disabled.")
+    if body.DataSetDefinitionValueAssignments:
+        raise HTTPException(
+            400, "DataSetDefinitionValueAssignments: datasets are not supported; use DataPath parameters."
+        )
+    assert document.spec is not None
+    values: dict[str, Any] = dict(body.ParameterAssignments)
+    values.update({name: dp.model_dump() for name, dp in body.DataPathAssignments.items()})
+    conf = submit_conf(
+        document.spec,
+        _datastores(document.meta.get("workspace", document.spec.workspace)),
+        experiment_name=body.ExperimentName,
+        pipeline_parameters=values,
+        from_strings=True,
+        tags=body.tags,
+        continue_on_step_failure=body.ContinueRunOnStepFailure,
+    )
+    try:
+        dag_run = trigger_dag(
+            document.dag_id,
+            triggered_by=DagRunTriggeredByType.REST_API,
+            conf=conf,
+            triggering_user_name=user.get_name(),
+            note=body.Description,
+        )
+    except DagNotFound:
+        raise HTTPException(409, "Airflow has not loaded this pipeline yet; try again in a few seconds.") from None
+    return {
+        "Id": dag_run.run_id,
+        "PipelineId": document.meta["id"],
+        "ExperimentName": body.ExperimentName,
+        "DagId": document.dag_id,
+        "Status": "NotStarted",
+    }
+
+
+@app.post("/pipelines/{pipeline_id}/submit", summary="Submit a run of a published pipeline (v1's REST body)")
+def submit_pipeline(pipeline_id: str, body: SubmitBody, user: GetUserDep) -> dict[str, Any]:
+    return submit_document(_published(pipeline_id), body, user)
+
+
+@app.post("/endpoints/{name}/submit", summary="Submit a run of a pipeline endpoint's default (or given) version")
+def submit_endpoint(
+    name: str,
+    body: SubmitBody,
+    user: GetUserDep,
+    pipeline_version: str | None = Query(default=None, alias="pipelineVersion"),
+) -> dict[str, Any]:
+    document = catalog().read_endpoint(name)
+    if document is None:
+        raise HTTPException(404, f"No pipeline endpoint {name!r}.")
+    version = pipeline_version or document["default_version"]
+    if version not in document["versions"]:
+        raise HTTPException(404, f"Pipeline endpoint {name!r} has no version {version!r}.")
+    return submit_document(_published(document["versions"][version]), body, user)
+
+
+@app.get("/pipelines/{pipeline_id}/runs/{run_id}", summary="Status of a run of a published pipeline")
+def run_status(pipeline_id: str, run_id: str, user: GetUserDep) -> dict[str, Any]:
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+
+    from aml_airflow_provider.pipeline.core.run import CANCELED_NOTE, RUN_STATUS
+
+    document = _published(pipeline_id)
+    authorize_dag(user, document.dag_id, "GET", DagAccessEntity.RUN)
+    with create_session() as session:
+        dr = session.query(DagRun).filter(DagRun.dag_id == document.dag_id, DagRun.run_id == run_id).one_or_none()
+        if dr is None:
+            raise HTTPException(404, f"No run {run_id!r} of published pipeline {pipeline_id!r}.")
+        state = str(dr.state.value if hasattr(dr.state, "value") else dr.state)
+        canceled = (dr.note or "").startswith(CANCELED_NOTE)
+        return {
+            "Id": run_id,
+            "Status": "Canceled" if canceled else RUN_STATUS.get(state, "Running"),
+            "State": state,
+            "PipelineId": pipeline_id,
+        }
+
+
+@app.get("/pipelines", summary="Published pipelines and endpoints")
+def list_pipelines(user: GetUserDep) -> dict[str, Any]:
+    return pages.overview(readable(user, catalog().list_dags("published")), catalog().list_endpoints())
+
+
+@app.get("/ui/", response_class=HTMLResponse, include_in_schema=False)
+def ui(request: Request, user: GetUserDep) -> HTMLResponse:
+    data = pages.overview(readable(user, catalog().list_dags("published")), catalog().list_endpoints())
+    return HTMLResponse(pages.render(data, base_url=str(request.base_url).rstrip("/")))
