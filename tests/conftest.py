@@ -13,7 +13,7 @@ os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "False")
 # Test modules import Airflow before any workspace writes an airflow.cfg: give the session a key.
 os.environ.setdefault("AIRFLOW__CORE__FERNET_KEY", "fuGRVdr8QIIF7kAzKWFa2AEB1BHfYrFdFswlQY5Y8z0=")
 
-pytest_plugins = ["tests.support.azurite"]
+pytest_plugins = ["tests.support.azurite", "tests.support.airflow_server"]
 
 
 import pytest  # noqa: E402

@@ -1,0 +1,184 @@
+"""Against a real Airflow (API server, scheduler, DAG processor, triggerer on PostgreSQL) with Azurite:
+publish, the REST endpoint exactly as the seed article calls it, its error answers, Airflow's own
+REST API, and the SDK working through the server.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from aml_airflow_provider.core import Datastore, Experiment, Workspace
+from aml_airflow_provider.core.authentication import AirflowAuthentication
+from aml_airflow_provider.pipeline.core import Pipeline, PipelineData, PipelineEndpoint, PipelineParameter, PipelineRun
+from aml_airflow_provider.pipeline.steps import PythonScriptStep
+from tests.support.airflow_server import PASSWORDS
+
+pytestmark = pytest.mark.server
+
+SCRIPT = """
+import json, os, sys
+from aml_airflow_provider.core import Run
+arg, out = int(sys.argv[sys.argv.index("--param1") + 1]), sys.argv[sys.argv.index("--output") + 1]
+os.makedirs(out, exist_ok=True)
+json.dump({"pipeline_arg": arg}, open(os.path.join(out, "result.json"), "w"))
+Run.get_context().log("doubled", arg * 2)
+print("compared with", arg)
+"""
+
+
+@pytest.fixture(scope="module")
+def remote(airflow_server, azurite, tmp_path_factory):
+    """A workspace created in the server, its data on Azurite; the client reads the datastore's
+    credential from its own AIRFLOW_CONN_* variable, as Airflow's API never returns it."""
+    auth = AirflowAuthentication("admin", PASSWORDS["admin"])
+    ws = Workspace.create(
+        "remote-ws",
+        storage_account=azurite.connection_string,
+        airflow_url=airflow_server.url,
+        auth=auth,
+        exist_ok=True,
+        show_output=False,
+    )
+    from airflow.sdk import Connection
+
+    conn_id = f"aml_datastore.{ws.name}.workspaceblobstore"
+    mp = pytest.MonkeyPatch()
+    mp.setenv(
+        f"AIRFLOW_CONN_{conn_id.upper()}",
+        Connection(conn_id=conn_id, conn_type="aml_blob_datastore", password=azurite.connection_string).as_json(),
+    )
+    src = tmp_path_factory.mktemp("remote-src")
+    (src / "compare.py").write_text(SCRIPT)
+    yield ws, auth, src
+    mp.undo()
+
+
+def build(ws: Workspace, src: Path) -> Pipeline:
+    out = PipelineData("out_data3", datastore=Datastore(ws, "workspaceblobstore"))
+    pipeline_param = PipelineParameter(name="pipeline_arg", default_value=10, description="how far to compare")
+    compare = PythonScriptStep(
+        script_name="compare.py",
+        arguments=["--param1", pipeline_param, "--output", out],
+        outputs=[out],
+        source_directory=src,
+    )
+    return Pipeline(workspace=ws, steps=[compare])
+
+
+def output_of(ws: Workspace, run: PipelineRun, tmp_path: Path) -> dict:
+    ref = run.find_step_run("compare.py")[0].get_output_data("out_data3")
+    target = tmp_path / "download"
+    ref.download(str(target), overwrite=True, show_progress=False)
+    return json.loads((target / ref.path_on_datastore / "result.json").read_text())
+
+
+def wait_run(ws: Workspace, run_id: str, timeout: float = 180) -> PipelineRun:
+    run = PipelineRun.get(ws, run_id)
+    assert run.wait_for_completion(show_output=False, timeout_seconds=timeout) == "Finished"
+    return run
+
+
+def test_published_endpoint_called_like_the_seed_article(remote, airflow_server, tmp_path):
+    ws, auth, src = remote
+    published_pipeline1 = build(ws, src).publish(
+        name="My_Published_Pipeline", description="My Published Pipeline Description"
+    )
+    assert published_pipeline1.endpoint == f"{airflow_server.url}/aml/pipelines/{published_pipeline1.id}/submit"
+
+    aad_token = auth.get_authentication_header()
+    response = requests.post(
+        published_pipeline1.endpoint,
+        headers=aad_token,
+        json={"ExperimentName": "My_Pipeline", "ParameterAssignments": {"pipeline_arg": 20}},
+    )
+    assert response.status_code == 200, response.text
+    run_id = response.json()["Id"]
+    status_url = f"{airflow_server.url}/aml/pipelines/{published_pipeline1.id}/runs/{run_id}"
+    run = wait_run(ws, run_id)
+    assert output_of(ws, run, tmp_path) == {"pipeline_arg": 20}
+    assert requests.get(status_url, headers=aad_token).json()["Status"] == "Finished"
+    assert run.get_metrics() == {"compare.py": {"doubled": 40}}
+    assert "compared with 20" in run.find_step_run("compare.py")[0].get_job_log()
+
+    # Values arrive as strings in v1 (ParameterAssignments is a {str: str} map): converted to int.
+    text = requests.post(
+        published_pipeline1.endpoint,
+        headers=aad_token,
+        json={"ExperimentName": "My_Pipeline", "ParameterAssignments": {"pipeline_arg": "7"}},
+    )
+    assert output_of(ws, wait_run(ws, text.json()["Id"]), tmp_path) == {"pipeline_arg": 7}
+
+    # Airflow's own REST API runs the published pipeline the same way.
+    plain = requests.post(
+        f"{airflow_server.url}/api/v2/dags/{published_pipeline1.dag_id}/dagRuns",
+        headers=aad_token,
+        json={"logical_date": None, "conf": {"pipeline_arg": 30}},
+    )
+    assert plain.status_code == 200, plain.text
+    assert output_of(ws, wait_run(ws, plain.json()["dag_run_id"]), tmp_path) == {"pipeline_arg": 30}
+
+
+def test_endpoint_answers_401_403_404_400_and_never_500(remote, airflow_server):
+    ws, auth, src = remote
+    published = build(ws, src).publish(name="Guarded")
+    body = {"ExperimentName": "Guarded_Exp", "ParameterAssignments": {"pipeline_arg": 1}}
+    admin = auth.get_authentication_header()
+
+    def post(url=published.endpoint, headers=admin, json_body=body):
+        return requests.post(url, headers=headers, json=json_body, timeout=30)
+
+    assert post(headers={}).status_code == 401
+    airflow_own = requests.get(f"{airflow_server.url}/api/v2/dags", headers={"Authorization": "Bearer nonsense"})
+    assert post(headers={"Authorization": "Bearer nonsense"}).status_code == airflow_own.status_code
+    viewer = {"Authorization": f"Bearer {airflow_server.token('viewer')}"}
+    assert post(headers=viewer).status_code == 403
+    assert post(url=f"{airflow_server.url}/aml/pipelines/no-such-id/submit").status_code == 404
+    unknown = post(json_body={"ExperimentName": "E", "ParameterAssignments": {"pipeline_agr": 1}})
+    assert unknown.status_code == 400 and "pipeline_agr" in unknown.json()["detail"]
+    bad_value = post(json_body={"ExperimentName": "E", "ParameterAssignments": {"pipeline_arg": "ten"}})
+    assert bad_value.status_code == 400 and "pipeline_arg" in bad_value.json()["detail"]
+    for broken in (
+        {"ParameterAssignments": {}},
+        {"ExperimentName": "E", "ParameterAssignments": [1, 2]},
+        {"ExperimentName": "bad name!"},
+        {"ExperimentName": "E", "DataPathAssignments": {"x": 1}},
+    ):
+        assert post(json_body=broken).status_code == 400, broken
+    assert requests.post(published.endpoint, headers=admin, data="not json", timeout=30).status_code == 400
+    openapi = requests.get(f"{airflow_server.url}/aml/openapi.json", timeout=30).json()
+    assert "/pipelines/{pipeline_id}/submit" in openapi["paths"]
+
+
+def test_sdk_works_through_the_server(remote, airflow_server, tmp_path):
+    ws, auth, src = remote
+    # Experiment.submit on a remote workspace writes the DAG there and starts a run (it does not wait).
+    run = Experiment(ws, "Remote_Exp").submit(build(ws, src), pipeline_parameters={"pipeline_arg": 5})
+    assert run.wait_for_completion(show_output=False, timeout_seconds=180) == "Finished"
+    assert output_of(ws, run, tmp_path) == {"pipeline_arg": 5}
+    assert [s.get_status() for s in run.get_steps()] == ["Finished"]
+
+    # A pipeline endpoint: a stable URL over versions.
+    endpoint = PipelineEndpoint.publish(ws, "compare-endpoint", build(ws, src), "versions of compare")
+    submitted = requests.post(
+        endpoint.endpoint,
+        headers=auth.get_authentication_header(),
+        json={"ExperimentName": "Endpoint_Exp", "ParameterAssignments": {"pipeline_arg": 3}},
+    )
+    assert submitted.status_code == 200, submitted.text
+    assert output_of(ws, wait_run(ws, submitted.json()["Id"]), tmp_path) == {"pipeline_arg": 3}
+    assert PipelineEndpoint.get(ws, name="compare-endpoint").default_version == "0"
+
+    # PublishedPipeline.submit and cancel() through the server.
+    (src / "slow.py").write_text("import time\nprint('waiting', flush=True)\ntime.sleep(600)\n")
+    slow = Pipeline(ws, [PythonScriptStep("slow.py", name="slow", source_directory=src)]).publish(name="Slow")
+    slow_run = slow.submit(ws, "Slow_Exp")
+    deadline = time.monotonic() + 120
+    while not any(s.get_status() == "Running" for s in slow_run.get_steps()) and time.monotonic() < deadline:
+        time.sleep(1)
+    slow_run.cancel()
+    assert slow_run.wait_for_completion(show_output=False, raise_on_error=False, timeout_seconds=120) == "Canceled"
