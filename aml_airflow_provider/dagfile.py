@@ -7,6 +7,7 @@ documents (and the endpoint documents, which are not DAGs) in ``<dags folder>/am
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -57,6 +58,15 @@ class DagDocument:
     dag_kwargs: Mapping[str, Any] = field(default_factory=dict)
     spec: PipelineSpec | None = None
     meta: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def version_mark(self) -> str:
+        """What the built DAG shows in its ``doc_md``, so a client can tell Airflow has loaded this version:
+        the spec's fingerprint, or for a schedule a digest of what it does (not of its status)."""
+        if self.spec is not None:
+            return self.spec.fingerprint
+        meta = {k: v for k, v in self.meta.items() if k != "status"}
+        return hashlib.sha256(json.dumps(meta, sort_keys=True, default=str).encode()).hexdigest()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -161,7 +171,9 @@ class Catalog:
         self.folder.mkdir(parents=True, exist_ok=True)
         json_path = py_path.with_suffix(".json")
         _write_atomically(json_path, json.dumps(document.to_dict(), indent=1, sort_keys=True, ensure_ascii=False))
-        if not py_path.exists():
+        if py_path.exists():
+            os.utime(py_path)  # the DAG processor notices a file by its modification time
+        else:
             _write_atomically(py_path, _TEMPLATE.format(title=title.replace('"""', "'''"), json_name=json_path.name))
         return py_path
 

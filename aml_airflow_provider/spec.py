@@ -21,7 +21,9 @@ REGENERATE_PARAM = "regenerate_outputs"
 TAGS_CONF_KEY = "aml_tags"
 EXPERIMENT_CONF_KEY = "aml_experiment"
 CONTINUE_CONF_KEY = "aml_continue_on_step_failure"
-RESERVED_PARAMETERS = (REGENERATE_PARAM, TAGS_CONF_KEY, EXPERIMENT_CONF_KEY, CONTINUE_CONF_KEY)
+#: Names the schedule that started a run.
+SCHEDULE_CONF_KEY = "aml_schedule"
+RESERVED_PARAMETERS = (REGENERATE_PARAM, TAGS_CONF_KEY, EXPERIMENT_CONF_KEY, CONTINUE_CONF_KEY, SCHEDULE_CONF_KEY)
 
 #: Parameter types, with the JSON-schema type each becomes as a DAG ``Param``.
 PARAMETER_TYPES = {

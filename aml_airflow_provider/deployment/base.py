@@ -74,6 +74,7 @@ class RunRecord:
     start_date: datetime | None
     end_date: datetime | None
     note: str | None = None
+    run_after: datetime | None = None
 
 
 class Deployment(Protocol):

@@ -266,6 +266,7 @@ class EmbeddedDeployment:
             start_date=dr.start_date,
             end_date=dr.end_date,
             note=dr.note,
+            run_after=dr.run_after,
         )
 
     def cancel_run(self, dag_id: str, run_id: str, note: str) -> None:

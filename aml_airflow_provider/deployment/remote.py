@@ -134,18 +134,13 @@ class RemoteDeployment:
     def write_dag(self, document: DagDocument, *, title: str) -> None:
         """Write the document and wait until Airflow has loaded this version of the DAG."""
         self._call("PUT", f"/aml/dags/{document.dag_id}", json={"document": document.to_dict(), "title": title})
-        if document.spec is not None:
-            fingerprint = document.spec.fingerprint
-            wait_until(
-                lambda: (
-                    fingerprint
-                    in (self._call("GET", f"/api/v2/dags/{document.dag_id}/details", ok404=True) or {}).get(
-                        "doc_md", ""
-                    )
-                ),
-                f"Airflow to load DAG {document.dag_id}",
-                PARSE_TIMEOUT,
-            )
+        mark = document.version_mark
+
+        def loaded() -> bool:
+            details = self._call("GET", f"/api/v2/dags/{document.dag_id}/details", ok404=True) or {}
+            return mark in (details.get("doc_md") or "")
+
+        wait_until(loaded, f"Airflow to load DAG {document.dag_id}", PARSE_TIMEOUT)
 
     def read_dag(self, dag_id: str) -> DagDocument | None:
         body = self._call("GET", f"/aml/dags/{dag_id}", ok404=True)
@@ -182,6 +177,7 @@ class RemoteDeployment:
             start_date=_when(body.get("start_date")),
             end_date=_when(body.get("end_date")),
             note=body.get("note"),
+            run_after=_when(body.get("run_after")),
         )
 
     def dag_run(self, dag_id: str, run_id: str) -> RunRecord | None:

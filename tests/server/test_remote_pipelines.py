@@ -182,3 +182,38 @@ def test_sdk_works_through_the_server(remote, airflow_server, tmp_path):
         time.sleep(1)
     slow_run.cancel()
     assert slow_run.wait_for_completion(show_output=False, raise_on_error=False, timeout_seconds=120) == "Canceled"
+
+
+def test_recurrence_schedule_runs_at_its_times_until_disabled(remote, airflow_server):
+    from datetime import UTC, datetime
+
+    from aml_airflow_provider.pipeline.core import Schedule, ScheduleRecurrence
+
+    ws, _, src = remote
+    published = build(ws, src).publish(name="Every minute")
+    schedule = Schedule.create(
+        ws,
+        name="every-minute",
+        pipeline_id=published.id,
+        experiment_name="Scheduled_Exp",
+        recurrence=ScheduleRecurrence(frequency="Minute", interval=1),
+        pipeline_parameters={"pipeline_arg": 11},
+    )
+    assert Schedule.get(ws, schedule.id).status == "Active"
+    assert schedule.id in [s.id for s in Schedule.get_all(ws, pipeline_id=published.id)]
+    deadline = time.monotonic() + 200
+    while len(schedule.get_pipeline_runs()) < 2 and time.monotonic() < deadline:
+        time.sleep(2)
+    runs = schedule.get_pipeline_runs()
+    assert len(runs) >= 2, "two minutes passed without two scheduled runs"
+    ticks = [r.run_after for r in ws._deployment.list_dag_runs(schedule.dag_id)]
+    assert all(t.second == 0 for t in ticks), ticks  # at its times: on the minute
+    assert runs[-1].wait_for_completion(show_output=False, timeout_seconds=120) == "Finished"
+    assert runs[-1].get_details()["parameters"]["pipeline_arg"] == 11
+
+    schedule.disable()
+    assert Schedule.get(ws, schedule.id).status == "Disabled"
+    assert schedule.id not in [s.id for s in Schedule.get_all(ws)]
+    disabled_at, count = datetime.now(UTC), len(ws._deployment.list_dag_runs(schedule.dag_id))
+    time.sleep(75)  # past the next minute
+    assert len(ws._deployment.list_dag_runs(schedule.dag_id)) == count, f"ran after being disabled at {disabled_at}"

@@ -10,6 +10,7 @@ from aml_airflow_provider.pipeline.core.graph import PipelineParameter, PortData
 from aml_airflow_provider.pipeline.core.pipeline import Pipeline
 from aml_airflow_provider.pipeline.core.published import PipelineEndpoint, PublishedPipeline
 from aml_airflow_provider.pipeline.core.run import PipelineRun, StepRun, StepRunOutput
+from aml_airflow_provider.pipeline.core.schedule import Schedule, ScheduleRecurrence
 
 __all__ = [
     "InputPortBinding",
@@ -21,6 +22,8 @@ __all__ = [
     "PipelineStep",
     "PortDataReference",
     "PublishedPipeline",
+    "Schedule",
+    "ScheduleRecurrence",
     "StepRun",
     "StepRunOutput",
     "StepSequence",
