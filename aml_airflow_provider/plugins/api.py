@@ -263,6 +263,6 @@ def list_pipelines(user: GetUserDep) -> dict[str, Any]:
 
 
 @app.get("/ui/", response_class=HTMLResponse, include_in_schema=False)
-def ui(request: Request, user: GetUserDep) -> HTMLResponse:
+def ui(user: GetUserDep) -> HTMLResponse:
     data = pages.overview(readable(user, catalog().list_dags("published")), catalog().list_endpoints())
-    return HTMLResponse(pages.render(data, base_url=str(request.base_url).rstrip("/")))
+    return HTMLResponse(pages.render(data))

@@ -77,7 +77,7 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def render(data: Mapping[str, Any], *, base_url: str) -> str:
+def render(data: Mapping[str, Any]) -> str:
     """The page as HTML (every value escaped)."""
     pipeline_rows = []
     for p in data["pipelines"]:
@@ -131,5 +131,5 @@ def render(data: Mapping[str, Any], *, base_url: str) -> str:
 {_table(["Endpoint", "Default version", "Versions", "URL"], endpoint_rows)}
 <p><small>Submit with <code>POST &lt;endpoint&gt;</code>, an Airflow bearer token and SDK v1's body
 (<code>ExperimentName</code>, <code>ParameterAssignments</code>). API description:
-<a href="{escape(base_url)}/openapi.json">openapi.json</a>.</small></p>
+<a href="{escape(_base_url())}/aml/openapi.json" target="_top">openapi.json</a>.</small></p>
 </body></html>"""
