@@ -130,11 +130,7 @@ class PublishedPipeline:
 
     # -- state ------------------------------------------------------------------------------------
     def _set_status(self, status: str) -> None:
-        document = dataclasses.replace(self._document, meta={**self._meta, "status": status})
-        deployment = self._workspace._deployment
-        deployment.write_dag(document, title=_title(self.name, self.version))
-        deployment.set_paused(self.dag_id, status != ACTIVE)
-        self._document = document
+        self._document = set_status(self._workspace, self._document, status, _title(self.name, self.version))
 
     def enable(self) -> None:
         """Make the pipeline runnable again (its DAG is unpaused)."""
@@ -174,6 +170,14 @@ class PublishedPipeline:
 
     def __repr__(self) -> str:
         return f"PublishedPipeline(name={self.name!r}, id={self.id!r}, version={self.version!r})"
+
+
+def set_status(workspace: Workspace, document: DagDocument, status: str, title: str) -> DagDocument:
+    """Record ``status`` (``Active``/``Disabled``) in a DAG document and (un)pause its DAG to match."""
+    document = dataclasses.replace(document, meta={**document.meta, "status": status})
+    workspace._deployment.write_dag(document, title=title)
+    workspace._deployment.set_paused(document.dag_id, status != ACTIVE)
+    return document
 
 
 def _title(name: str, version: str | None) -> str:

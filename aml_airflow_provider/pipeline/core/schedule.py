@@ -14,7 +14,6 @@ Disabling a schedule pauses its DAG.
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import uuid
 from collections.abc import Mapping
@@ -271,11 +270,9 @@ class Schedule:
         return Schedule.list(workspace, active_only=False, pipeline_id=pipeline_id)
 
     def _set_status(self, status: str) -> None:
-        document = dataclasses.replace(self._document, meta={**self._document.meta, "status": status})
-        deployment = self._workspace._deployment
-        deployment.write_dag(document, title=f"AML schedule '{self.name}'")
-        deployment.set_paused(self.dag_id, status != ACTIVE)
-        self._document = document
+        from aml_airflow_provider.pipeline.core.published import set_status
+
+        self._document = set_status(self._workspace, self._document, status, f"AML schedule '{self.name}'")
 
     def enable(self, wait_for_provisioning: bool = False, wait_timeout: int = 3600) -> None:
         self._set_status(ACTIVE)
