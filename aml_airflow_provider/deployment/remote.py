@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
+from aml_airflow_provider._secrets import redact
 from aml_airflow_provider.core.authentication import AirflowAuthentication
 from aml_airflow_provider.dagfile import DagDocument
 from aml_airflow_provider.deployment.base import ConnectionRecord, RunRecord, TaskRecord
@@ -89,6 +90,10 @@ class RemoteDeployment:
                 detail = response.json().get("detail", response.text)
             except ValueError:
                 detail = response.text
+            # A 422 echoes the request body back, connection password included.
+            sent = kwargs.get("json")
+            secrets = [sent.get("password")] if isinstance(sent, dict) else []
+            detail = redact(detail, secrets)
             raise WorkspaceException(f"Airflow answered {response.status_code} to {method} {path}: {detail}")
         return response.json() if response.content else None
 

@@ -11,6 +11,7 @@ import pytest
 import requests
 
 from aml_airflow_provider.core import Experiment
+from aml_airflow_provider.exceptions import WorkspaceException
 from aml_airflow_provider.pipeline.core import Pipeline, PipelineEndpoint
 from aml_airflow_provider.pipeline.steps import PythonScriptStep
 from tests.server.conftest import build, output_of, wait_run
@@ -152,3 +153,13 @@ def test_recurrence_schedule_runs_at_its_times_until_disabled(remote, airflow_se
     disabled_at, count = datetime.now(UTC), len(ws._deployment.list_dag_runs(schedule.dag_id))
     time.sleep(75)  # past the next minute
     assert len(ws._deployment.list_dag_runs(schedule.dag_id)) == count, f"ran after being disabled at {disabled_at}"
+
+
+def test_a_rejected_connection_never_echoes_its_password(remote):
+    ws, _, _ = remote
+    secret = "AccountKey-that-must-not-leak-123"
+    # Airflow's 422 answer repeats the whole request body, password included.
+    with pytest.raises(WorkspaceException) as raised:
+        ws._deployment._call("POST", "/api/v2/connections", json={"connection_id": "aml_bad", "password": secret})
+    assert "422" in str(raised.value) and "conn_type" in str(raised.value)
+    assert secret not in str(raised.value)
