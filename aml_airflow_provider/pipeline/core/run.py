@@ -54,6 +54,10 @@ def _state_name(state: str | None) -> str | None:
     return state.rsplit(".", 1)[-1].lower()
 
 
+def _step_status(ti: TaskRecord | None) -> str:
+    return STEP_STATUS.get(_state_name(ti.state) if ti else None, "Running")
+
+
 class PipelineRun:
     """A run of a pipeline: one Airflow DAG run of the experiment's DAG.
 
@@ -159,7 +163,7 @@ class PipelineRun:
         """The step runs that have started or finished, in start order."""
         steps = []
         for ti in self._deployment.task_instances(self.dag_id, self._run_id):
-            if STEP_STATUS.get(_state_name(ti.state), "Running") in ("NotStarted", "Queued"):
+            if _step_status(ti) in ("NotStarted", "Queued"):
                 continue
             steps.append(StepRun(self, self._step_spec(ti.task_id), ti))
         return steps
@@ -187,7 +191,8 @@ class PipelineRun:
         if show_output:
             print(self.summary(), flush=True)
         if status == "Failed" and raise_on_error:
-            failed = [s.name for s in self.get_steps() if s.get_status() == "Failed"]
+            # One read of the task instances; StepRun.get_status() would re-read them per step.
+            failed = [s.name for s in self.get_steps() if _step_status(s._ti) == "Failed"]
             raise ActivityFailedException(
                 f"Pipeline run {self._run_id} failed (failed steps: {', '.join(failed) or 'none'}). "
                 "See the step logs in the Airflow task logs."
@@ -200,7 +205,7 @@ class PipelineRun:
         for ti in self._deployment.task_instances(self.dag_id, self._run_id):
             step = StepRun(self, self._step_spec(ti.task_id), ti)
             reused = f" (reused step run {step.reused_run_id})" if step.is_reused else ""
-            lines.append(f"  StepRun {step.name!r}: {step.get_status()}{reused}")
+            lines.append(f"  StepRun {step.name!r}: {_step_status(ti)}{reused}")
             for name, uri in step._output_uris().items():
                 lines.append(f"    output {name}: {uri}")
         return "\n".join(lines)
@@ -241,8 +246,7 @@ class StepRun:
         return self._ti
 
     def get_status(self) -> str:
-        ti = self._record()
-        return STEP_STATUS.get(_state_name(ti.state) if ti else None, "Running")
+        return _step_status(self._record())
 
     def get_details(self) -> dict[str, Any]:
         ti = self._record()
