@@ -88,6 +88,9 @@ def put_dag(dag_id: str, body: DagBody, user: GetUserDep) -> dict[str, str]:
         raise HTTPException(400, f"Invalid DAG document: {exc}") from None
     if document.dag_id != dag_id:
         raise HTTPException(400, f"The document is for DAG {document.dag_id!r}, not {dag_id!r}.")
+    if document.kind == "schedule":
+        # A schedule triggers another DAG: who writes one must be allowed to run that DAG.
+        authorize_dag(user, document.meta.get("pipeline_dag_id"), "POST", DagAccessEntity.RUN)
     catalog().write_dag(document, title=body.title)
     return {"dag_id": dag_id, "fingerprint": document.spec.fingerprint if document.spec else ""}
 
