@@ -214,9 +214,19 @@ class Workspace:
         resource_group: str | None = None,
         *,
         airflow_home: str | os.PathLike[str] | None = None,
+        airflow_url: str | None = None,
         **kwargs: Any,
     ) -> Workspace:
-        return Workspace(subscription_id, resource_group, name, airflow_home=airflow_home)
+        """An existing workspace, by name (v1 ``Workspace.get``).
+
+        :param name: the workspace name
+        :param auth: credentials for a remote Airflow (:class:`AirflowAuthentication`)
+        :param airflow_home: the embedded deployment's home (default: ``$AIRFLOW_HOME``)
+        :param airflow_url: a remote Airflow's URL; the workspace is looked up there
+        """
+        return Workspace(
+            subscription_id, resource_group, name, auth, airflow_home=airflow_home, airflow_url=airflow_url
+        )
 
     @staticmethod
     def from_config(

@@ -10,7 +10,7 @@ import time
 import pytest
 import requests
 
-from aml_airflow_provider.core import Experiment
+from aml_airflow_provider.core import Experiment, Workspace
 from aml_airflow_provider.exceptions import WorkspaceException
 from aml_airflow_provider.pipeline.core import Pipeline, PipelineEndpoint
 from aml_airflow_provider.pipeline.steps import PythonScriptStep
@@ -163,3 +163,10 @@ def test_a_rejected_connection_never_echoes_its_password(remote):
         ws._deployment._call("POST", "/api/v2/connections", json={"connection_id": "aml_bad", "password": secret})
     assert "422" in str(raised.value) and "conn_type" in str(raised.value)
     assert secret not in str(raised.value)
+
+
+def test_workspace_get_reaches_the_server(remote, airflow_server):
+    ws, auth, _ = remote
+    again = Workspace.get(ws.name, auth, airflow_url=airflow_server.url)
+    assert again.get_default_datastore().name == "workspaceblobstore"
+    assert again.datastores.keys() == ws.datastores.keys()
