@@ -70,6 +70,7 @@ def test_trigger_from_the_ui_form_and_the_pipelines_page(remote, airflow_server,
         browser.close()
     listed = requests.get(f"{airflow_server.url}/aml/pipelines", headers=airflow_server.headers(), timeout=30).json()
     (entry,) = [p for p in listed["pipelines"] if p["id"] == published.id]
+    assert [(r["run_id"], r["state"]) for r in entry["recent_runs"]] == [(run.run_id, "success")]
     assert entry["parameters"] == [
         {"name": "pipeline_arg", "type": "int", "default": 10, "description": "how far to compare"}
     ]
