@@ -199,6 +199,15 @@ def test_workspace_create_and_lookup_rules(workspace, tmp_path):
     assert workspace._deployment.list_connections("aml_datastore.arm-ws.") == []
 
 
+def test_compute_targets_are_looked_up_and_local_always_exists(workspace):
+    from aml_airflow_provider.core.compute import ComputeTarget
+    from aml_airflow_provider.exceptions import ComputeTargetException
+
+    assert ComputeTarget(workspace, "local").name == "local"
+    with pytest.raises(ComputeTargetException, match="compute target 'cpu-cluster' not found in workspace 'test-ws'"):
+        ComputeTarget(workspace, "cpu-cluster")
+
+
 def test_a_failed_create_leaves_no_workspace_behind(azurite):
     # The default container cannot be created: the account key is wrong.
     broken = azurite.connection_string.replace(azurite.account_key, "d3Jvbmcga2V5" * 7 + "d3Jvbmc=")

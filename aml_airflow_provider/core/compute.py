@@ -32,12 +32,10 @@ class ComputeTarget:
         self.name = name
         if name == LOCAL_COMPUTE_NAME:
             return
-        record = workspace._deployment.get_connection(compute_conn_id(workspace.name, name))
-        if record is None:
+        if workspace._deployment.get_connection(compute_conn_id(workspace.name, name)) is None:
             raise ComputeTargetException(
                 f"ComputeTargetNotFound: compute target '{name}' not found in workspace '{workspace.name}'."
             )
-        self._record = record
 
     @staticmethod
     def create(workspace: Workspace, name: str, provisioning_configuration: Any) -> ComputeTarget:
