@@ -97,6 +97,7 @@ def test_reuse_follows_data_code_and_ignore_files(workspace, blob_datastore, tmp
     step_a = second.find_step_run("a")[0]
     assert step_a.reused_run_id == f"{first.id}.a"
     assert step_a.get_details()["properties"]["azureml.reusedrunid"] == f"{first.id}.a"
+    assert f"StepRun 'a': Finished (reused step run {first.id}.a)" in second.summary()
     log = capsys.readouterr().out
     assert re.search(rf"reused step run {re.escape(first.id)}\.a \(fingerprint [0-9a-f]{{64}}\)", log)
 

@@ -204,9 +204,11 @@ class PipelineRun:
         lines = [f"PipelineRun {self._run_id} (experiment '{self.experiment.name}'): {self.get_status()}"]
         for ti in self._deployment.task_instances(self.dag_id, self._run_id):
             step = StepRun(self, self._step_spec(ti.task_id), ti)
-            reused = f" (reused step run {step.reused_run_id})" if step.is_reused else ""
+            xcoms = step._xcoms()  # one read per step serves both the facts and the outputs
+            reused_from = step._facts(xcoms).get(xcom.REUSED_FROM)
+            reused = f" (reused step run {reused_from})" if reused_from else ""
             lines.append(f"  StepRun {step.name!r}: {_step_status(ti)}{reused}")
-            for name, uri in step._output_uris().items():
+            for name, uri in step._output_uris(xcoms).items():
                 lines.append(f"    output {name}: {uri}")
         return "\n".join(lines)
 
@@ -276,12 +278,12 @@ class StepRun:
         run = self.pipeline_run
         return run._deployment.xcoms(run.dag_id, run.id, self._step.task_id)
 
-    def _facts(self) -> dict[str, Any]:
-        facts = self._xcoms().get(xcom.STEP_RUN)
+    def _facts(self, xcoms: dict[str, Any] | None = None) -> dict[str, Any]:
+        facts = (self._xcoms() if xcoms is None else xcoms).get(xcom.STEP_RUN)
         return facts if isinstance(facts, dict) else {}
 
-    def _output_uris(self) -> dict[str, str]:
-        xcoms = self._xcoms()
+    def _output_uris(self, xcoms: dict[str, Any] | None = None) -> dict[str, str]:
+        xcoms = self._xcoms() if xcoms is None else xcoms
         return {o.name: xcoms[o.name] for o in self._step.outputs if isinstance(xcoms.get(o.name), str)}
 
     # -- reuse and tracking -----------------------------------------------------------------------
