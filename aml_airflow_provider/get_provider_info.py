@@ -18,6 +18,7 @@ def get_provider_info() -> dict[str, Any]:
         "extra-links": [
             "aml_airflow_provider.operators.links.StepOutputsLink",
             "aml_airflow_provider.operators.links.StepLogsLink",
+            "aml_airflow_provider.operators.databricks_step.DatabricksRunLink",
         ],
         "connection-types": [
             {
@@ -59,6 +60,20 @@ def get_provider_info() -> dict[str, Any]:
                     "hidden-fields": ["host", "schema", "login", "port"],
                     "relabeling": {"password": "Account key, SAS token or connection string"},
                 },
+            },
+            {
+                "hook-class-name": "aml_airflow_provider.hooks.compute.AmlComputeHook",
+                "hook-name": "AML compute target",
+                "connection-type": "aml_compute",
+                "conn-fields": {
+                    "aml_compute_type": {"label": "Compute type", "schema": string},
+                    "databricks_conn_id": {
+                        "label": "Databricks connection (for a Databricks compute)",
+                        "schema": string,
+                    },
+                    "local": {"label": "Run on local Spark on the worker", "schema": {"type": ["boolean", "null"]}},
+                },
+                "ui-field-behaviour": {"hidden-fields": ["host", "schema", "login", "password", "port"]},
             },
             {
                 "hook-class-name": "aml_airflow_provider.hooks.datastore.AmlLocalDatastoreHook",

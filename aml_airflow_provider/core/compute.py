@@ -1,21 +1,41 @@
 """Compute targets (SDK v1 path).
 
-This release runs every step on the Airflow worker that picks up its task (``LocalCompute``, or
-``compute_target=None``). The other v1 compute classes are importable so migrated scripts load;
-creating or attaching one raises :class:`ComputeTargetException` saying what to use instead.
+Python steps run on the Airflow worker that picks up their task (``LocalCompute``, or
+``compute_target=None``). A ``DatabricksCompute`` is attached as an Airflow Databricks connection
+(or marked local, for Spark on the worker). The other v1 compute classes are importable so migrated
+scripts load; creating or attaching one raises :class:`ComputeTargetException` saying what to use instead.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import urlsplit
 
-from aml_airflow_provider.deployment.base import compute_conn_id
+from aml_airflow_provider.deployment.base import ConnectionRecord, compute_conn_id
 from aml_airflow_provider.exceptions import ComputeTargetException
 
 if TYPE_CHECKING:
     from aml_airflow_provider.core.workspace import Workspace
 
 LOCAL_COMPUTE_NAME = "local"
+#: Connection type of a compute registration that is not itself a service connection.
+COMPUTE_CONN_TYPE = "aml_compute"
+#: The compute class of a registration, in its connection's extra.
+COMPUTE_TYPE_KEY = "aml_compute_type"
+_COMPUTE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9-]{1,15}")
+
+
+def check_compute_name(name: object) -> str:
+    """v1's rule for compute names: 2 to 16 letters, digits or hyphens, starting with a letter."""
+    if not isinstance(name, str) or not _COMPUTE_NAME.fullmatch(name):
+        raise ComputeTargetException(
+            f"Compute name {name!r} is invalid: use 2 to 16 letters, digits or hyphens, starting with a letter."
+        )
+    if name == LOCAL_COMPUTE_NAME:
+        raise ComputeTargetException("'local' is the name of the Airflow worker itself; choose another compute name.")
+    return name
 
 
 class ComputeTarget:
@@ -26,16 +46,43 @@ class ComputeTarget:
     """
 
     type = "Abstract"
+    #: The compute classes ``ComputeTarget(ws, name)`` can return, by their ``type``.
+    _classes: ClassVar[dict[str, type[ComputeTarget]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        ComputeTarget._classes.setdefault(cls.type, cls)
+
+    def __new__(cls, workspace: Workspace | None = None, name: str | None = None, *args: Any, **kwargs: Any):
+        # v1's ComputeTarget(ws, name) returns the registered target's own class (DatabricksCompute, ...).
+        record = None
+        if workspace is not None and name not in (None, LOCAL_COMPUTE_NAME):
+            record = workspace._deployment.get_connection(compute_conn_id(workspace.name, str(name)))
+            if record is not None and cls is ComputeTarget:
+                cls = ComputeTarget._classes.get(record.extra.get(COMPUTE_TYPE_KEY), ComputeTarget)
+        target = super().__new__(cls)
+        target._record = record
+        return target
 
     def __init__(self, workspace: Workspace, name: str) -> None:
         self.workspace = workspace
         self.name = name
         if name == LOCAL_COMPUTE_NAME:
             return
-        if workspace._deployment.get_connection(compute_conn_id(workspace.name, name)) is None:
+        if self._record is None:
             raise ComputeTargetException(
                 f"ComputeTargetNotFound: compute target '{name}' not found in workspace '{workspace.name}'."
             )
+        registered = self._record.extra.get(COMPUTE_TYPE_KEY)
+        if type(self) is not ComputeTarget and registered != self.type:
+            raise ComputeTargetException(
+                f"Compute target '{name}' in workspace '{workspace.name}' is a {registered or 'compute'} target, "
+                f"not a {type(self).__name__}."
+            )
+        self._load(self._record)
+
+    def _load(self, record: ConnectionRecord) -> None:
+        """Read the subclass's settings from its registration."""
 
     @staticmethod
     def create(workspace: Workspace, name: str, provisioning_configuration: Any) -> ComputeTarget:
@@ -46,9 +93,27 @@ class ComputeTarget:
 
     @staticmethod
     def attach(workspace: Workspace, name: str, attach_configuration: Any) -> ComputeTarget:
-        raise ComputeTargetException(
-            f"Cannot attach compute target '{name}': attached computes are not supported by this release."
-        )
+        """Register an existing compute (``DatabricksCompute.attach_configuration(...)``) under ``name``.
+
+        :param workspace: the workspace
+        :param name: the compute's name in the workspace
+        :param attach_configuration: what ``<Class>.attach_configuration`` returned
+        """
+        if not isinstance(attach_configuration, AttachConfiguration):
+            raise ComputeTargetException(
+                f"Cannot attach compute target '{name}': give what DatabricksCompute.attach_configuration(...) "
+                f"returns, not {type(attach_configuration).__name__}."
+            )
+        name = check_compute_name(name)
+        conn_id = compute_conn_id(workspace.name, name)
+        workspace._deployment.put_connection(attach_configuration.connection(conn_id, name))
+        return ComputeTarget(workspace, name)
+
+    def detach(self) -> None:
+        """Remove the registration (a connection it only refers to is left alone)."""
+        self.workspace._deployment.delete_connection(compute_conn_id(self.workspace.name, self.name))
+
+    delete = detach
 
     def wait_for_completion(self, show_output: bool = False, *args: Any, **kwargs: Any) -> None:
         """Nothing to wait for: a registered target is ready."""
@@ -90,10 +155,132 @@ class AmlCompute(_Unsupported):
     type = "AmlCompute"
 
 
-class DatabricksCompute(_Unsupported):
-    """An attached Databricks workspace (not supported yet)."""
+class AttachConfiguration:
+    """What ``<Compute>.attach_configuration`` returns: turns into the compute's Airflow connection."""
+
+    def connection(self, conn_id: str, name: str) -> ConnectionRecord:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class DatabricksAttachConfiguration(AttachConfiguration):
+    """A Databricks workspace to attach (see :meth:`DatabricksCompute.attach_configuration`)."""
+
+    resource_group: str | None
+    workspace_name: str | None
+    host: str | None = None
+    port: int | None = None
+    scheme: str | None = None
+    connection_id: str | None = None
+    local: bool = False
+    access_token: str | None = field(default=None, repr=False)
+
+    def connection(self, conn_id: str, name: str) -> ConnectionRecord:
+        extra = {
+            COMPUTE_TYPE_KEY: DatabricksCompute.type,
+            "resource_group": self.resource_group,
+            "workspace_name": self.workspace_name,
+        }
+        if self.local or self.connection_id:
+            # Not a Databricks connection itself: local Spark, or a pointer to one the user keeps.
+            extra.update({"local": self.local, "databricks_conn_id": self.connection_id})
+            return ConnectionRecord(conn_id, COMPUTE_CONN_TYPE, extra, description=f"AML compute '{name}' (Databricks)")
+        # The registration *is* the Databricks connection: host and token live only here.
+        return ConnectionRecord(
+            conn_id,
+            "databricks",
+            extra,
+            password=self.access_token,
+            description=f"AML compute '{name}' (Databricks workspace {self.workspace_name})",
+            host=self.host,
+            port=self.port,
+            schema=self.scheme,
+        )
+
+
+def _parse_databricks_host(host: object) -> tuple[str, int | None, str]:
+    """``adb-1.2.azuredatabricks.net``, ``https://adb-...`` or ``http://127.0.0.1:8765`` -> (host, port, scheme)."""
+    if not isinstance(host, str) or not host.strip():
+        raise ComputeTargetException(
+            "DatabricksCompute.attach_configuration needs host= (the workspace URL, e.g. "
+            "'https://adb-1234567890123456.7.azuredatabricks.net'): SDK v1 derived it from Azure, here it is given."
+        )
+    text = host.strip().rstrip("/")
+    parts = urlsplit(text if "://" in text else f"https://{text}")
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path or parts.query or port == -1:
+        raise ComputeTargetException(
+            f"Databricks host {host!r} is not a workspace host or URL (e.g. 'adb-123.4.azuredatabricks.net' or "
+            "'http://127.0.0.1:8765')."
+        )
+    return parts.hostname, port, parts.scheme
+
+
+class DatabricksCompute(ComputeTarget):
+    """An attached Databricks workspace, or Spark on the Airflow worker (``local=True``).
+
+    :ivar resource_group: as given when attached (informational)
+    :ivar workspace_name: as given when attached (informational)
+    :ivar is_local: steps run with ``spark-submit --master local[*]`` on the worker
+    :ivar databricks_conn_id: the Airflow Databricks connection steps on it use
+    """
 
     type = "Databricks"
+
+    def _load(self, record: ConnectionRecord) -> None:
+        self.resource_group = record.extra.get("resource_group")
+        self.workspace_name = record.extra.get("workspace_name")
+        self.is_local = bool(record.extra.get("local"))
+        self.databricks_conn_id = None if self.is_local else record.extra.get("databricks_conn_id") or record.conn_id
+        self.host = record.host
+
+    @staticmethod
+    def attach_configuration(
+        resource_group: str | None = None,
+        workspace_name: str | None = None,
+        access_token: str | None = None,
+        *,
+        host: str | None = None,
+        connection_id: str | None = None,
+        local: bool = False,
+    ) -> DatabricksAttachConfiguration:
+        """Describe a Databricks workspace to attach with :meth:`ComputeTarget.attach`.
+
+        :param resource_group: the workspace's Azure resource group (informational)
+        :param workspace_name: the Databricks workspace's name (informational)
+        :param access_token: a personal access token; kept only in the Airflow connection
+        :param host: the workspace host or URL; a URL's scheme and port are honoured
+        :param connection_id: use this existing Airflow Databricks connection instead of host and token
+        :param local: run steps on this compute with local Spark on the Airflow worker (for development)
+        """
+        if local:
+            if access_token or host or connection_id:
+                raise ComputeTargetException(
+                    "DatabricksCompute.attach_configuration(local=True) runs Spark on the Airflow worker: "
+                    "give no host, access_token or connection_id."
+                )
+            return DatabricksAttachConfiguration(resource_group, workspace_name, local=True)
+        if connection_id is not None:
+            if access_token or host:
+                raise ComputeTargetException(
+                    f"DatabricksCompute.attach_configuration: connection_id={connection_id!r} already holds the host "
+                    "and token; do not also give host or access_token."
+                )
+            if not isinstance(connection_id, str) or not connection_id.strip():
+                raise ComputeTargetException("DatabricksCompute.attach_configuration: connection_id must be a name.")
+            return DatabricksAttachConfiguration(resource_group, workspace_name, connection_id=connection_id)
+        if not isinstance(access_token, str) or not access_token.strip():
+            raise ComputeTargetException(
+                "DatabricksCompute.attach_configuration needs access_token (a Databricks personal access token), "
+                "or connection_id= naming an Airflow Databricks connection, or local=True."
+            )
+        hostname, port, scheme = _parse_databricks_host(host)
+        return DatabricksAttachConfiguration(
+            resource_group, workspace_name, hostname, port, scheme, access_token=access_token.strip()
+        )
 
 
 class AdlaCompute(_Unsupported):
@@ -133,7 +320,9 @@ __all__ = [
     "AdlaCompute",
     "AmlCompute",
     "ComputeTarget",
+    "AttachConfiguration",
     "DataFactoryCompute",
+    "DatabricksAttachConfiguration",
     "DatabricksCompute",
     "DockerCompute",
     "LocalCompute",

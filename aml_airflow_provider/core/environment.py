@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from aml_airflow_provider.core.conda_dependencies import CondaDependencies
+from aml_airflow_provider.core.databricks import DatabricksSection
 
 
 class _PythonSection:
@@ -31,6 +32,7 @@ class Environment:
         self.version: str | None = None
         self.python = _PythonSection()
         self.docker = _DockerSection()
+        self.databricks = DatabricksSection()
         self.environment_variables: dict[str, str] = {}
 
     @staticmethod

@@ -39,6 +39,7 @@ class ConnectionRecord:
     :param conn_type: connection type
     :param extra: non-secret settings (the connection's ``extra`` JSON)
     :param password: the secret, if any (never printed: excluded from ``repr``)
+    :param description: a line for the Connections page
     """
 
     conn_id: str
@@ -46,6 +47,10 @@ class ConnectionRecord:
     extra: Mapping[str, Any] = field(default_factory=dict)
     password: str | None = field(default=None, repr=False)
     description: str | None = None
+    #: Where a service connection points (a Databricks workspace, say): host name, port, URL scheme.
+    host: str | None = None
+    port: int | None = None
+    schema: str | None = None
 
     @property
     def extra_json(self) -> str:

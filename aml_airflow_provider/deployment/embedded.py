@@ -194,6 +194,9 @@ class EmbeddedDeployment:
             extra=conn.extra_dejson,
             password=conn.password,
             description=conn.description,
+            host=conn.host,
+            port=conn.port,
+            schema=conn.schema,
         )
 
     def get_connection(self, conn_id: str) -> ConnectionRecord | None:
@@ -218,6 +221,7 @@ class EmbeddedDeployment:
             conn.description = record.description
             conn.password = record.password
             conn.extra = record.extra_json
+            conn.host, conn.port, conn.schema = record.host, record.port, record.schema
 
     def delete_connection(self, conn_id: str) -> None:
         self.ensure_ready()

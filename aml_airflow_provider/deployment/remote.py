@@ -109,6 +109,9 @@ class RemoteDeployment:
             extra=json.loads(extra) if isinstance(extra, str) else dict(extra),
             password=password,
             description=body.get("description"),
+            host=body.get("host"),
+            port=body.get("port"),
+            schema=body.get("schema"),
         )
 
     def get_connection(self, conn_id: str) -> ConnectionRecord | None:
@@ -122,6 +125,9 @@ class RemoteDeployment:
             "description": record.description,
             "extra": record.extra_json,
             "password": record.password,
+            "host": record.host,
+            "port": record.port,
+            "schema": record.schema,
         }
         if self.get_connection(record.conn_id) is None:
             self._call("POST", "/api/v2/connections", json=body)

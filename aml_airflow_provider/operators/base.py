@@ -12,6 +12,7 @@ import shutil
 import tempfile
 from abc import abstractmethod
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -43,6 +44,30 @@ _UNSAFE_PATH_CHARS = re.compile(r"[^A-Za-z0-9_.-]+")
 #: How often a running step checks whether the run was cancelled or, without
 #: continue_on_step_failure, another step failed.
 WATCH_SECONDS = 2.0
+
+
+@dataclass
+class FreshRun:
+    """Everything known about a step run that was not reused, for :meth:`AmlStepOperator.run_fresh`."""
+
+    context: Context
+    store: DatastoreBackend
+    index: ReuseIndex
+    fingerprint: Fingerprint
+    work_dir: Path
+    script_dir: Path
+    inputs: list[InputSpec]
+    outputs: list[OutputSpec]
+    locations: Mapping[str, DatastoreUri]
+    parameter_env: dict[str, str]
+    folder: str
+    snapshot_id: str | None
+    step_run_uri: DatastoreUri
+    facts: dict[str, Any]
+
+    def output_location(self, port: OutputSpec) -> DatastoreUri:
+        """Where this run writes an output."""
+        return DatastoreUri(port.datastore, f"{self.folder}/{port.name}")
 
 
 def run_folder(dag_id: str, run_id: str) -> str:
@@ -205,6 +230,27 @@ class AmlStepOperator(BaseOperator):
             env[parameter_env_name(name)] = value_text(params[name])
         return env
 
+    def script_environment(
+        self, ti: Any, tracking_dir: Path, contract: Mapping[str, str], variables: Mapping[str, Any] = ()
+    ) -> dict[str, str]:
+        """The environment of a step's process on the worker: v1's run context, the data/parameter
+        contract and ``variables``, over the worker's environment without Airflow's secrets."""
+        from aml_airflow_provider.runtime.contract import base_environment
+        from aml_airflow_provider.runtime.tracking import TRACKING_DIR_VARIABLE
+
+        return {
+            **base_environment(),
+            **{str(k): str(v) for k, v in dict(variables).items()},
+            **contract,
+            "AZUREML_RUN_ID": f"{ti.run_id}.{ti.task_id}",
+            "AZUREML_ROOT_RUN_ID": ti.run_id,
+            "AZUREML_EXPERIMENT_NAME": ti.dag_id,
+            "AZUREML_ARM_WORKSPACE_NAME": self.workspace,
+            "AZUREML_STEP_NAME": self.step_name,
+            TRACKING_DIR_VARIABLE: str(tracking_dir),
+            "PYTHONUNBUFFERED": "1",
+        }
+
     def _failed_steps(self, ti: Any) -> list[str]:
         states = ti.get_task_states(dag_id=ti.dag_id, run_ids=[ti.run_id]).get(ti.run_id, {})
         return sorted(task for task, state in states.items() if state == "failed" and task != ti.task_id)
@@ -268,16 +314,29 @@ class AmlStepOperator(BaseOperator):
                 uris = {name: out["uri"] for name, out in hit["outputs"].items()}
                 facts.update({xcom.REUSED_FROM: hit["step_run"]["id"], xcom.RECORD: hit["step_run"]["record"]})
             else:
-                uris = self._run(
-                    context, store, work_dir, script_dir, inputs, outputs, locations, parameter_env, folder, snapshot_id
-                )
-                self._record(index, fingerprint, uris, ti, step_run_uri, snapshot_id)
+                fresh = FreshRun(
+                    context, store, index, fingerprint, work_dir, script_dir, inputs, outputs, locations,
+                    parameter_env, folder, snapshot_id, step_run_uri, facts,
+                )  # fmt: skip
+                uris = self.run_fresh(fresh)
             facts[xcom.OUTPUTS_URL] = store.browse_url(folder)
             for name, uri in uris.items():
                 ti.xcom_push(key=name, value=uri)
         finally:
             shutil.rmtree(work_dir, ignore_errors=True)
             ti.xcom_push(key=xcom.STEP_RUN, value=facts)
+
+    def run_fresh(self, run: FreshRun) -> dict[str, str]:
+        """Run the step on this worker and record it for reuse; return its outputs' URIs.
+
+        Steps whose work happens elsewhere override this (and may defer).
+        """
+        uris = self._run(
+            run.context, run.store, run.work_dir, run.script_dir, run.inputs, run.outputs, run.locations,
+            run.parameter_env, run.folder, run.snapshot_id,
+        )  # fmt: skip
+        self._record(run.index, run.fingerprint, uris, run.context["ti"], run.step_run_uri, run.snapshot_id)
+        return uris
 
     def _run(
         self,

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from aml_airflow_provider.exceptions import StepRunError
 from aml_airflow_provider.operators.base import AmlStepOperator
-from aml_airflow_provider.runtime.contract import PARAMETER_TOKEN, base_environment, expand
+from aml_airflow_provider.runtime.contract import PARAMETER_TOKEN, expand
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -97,16 +97,12 @@ class PythonScriptStepOperator(AmlStepOperator):
         so the step never runs from the live folder)."""
         from aml_airflow_provider.runtime import snapshot
 
-        if self.snapshot:
-            return self.snapshot
-        snapshot.copy_kept_files(Path(self.source_directory), script_dir)
-        return snapshot.store(snapshot.scan(script_dir), script_dir, store)
+        return snapshot.for_step(self.snapshot, Path(self.source_directory), script_dir, store)
 
     def prepare_workdir(self, script_dir: Path, work_dir: Path, *, store: DatastoreBackend, snapshot_id: str | None):
         from aml_airflow_provider.runtime import snapshot
 
-        if self.snapshot:
-            snapshot.materialize(snapshot.load(self.snapshot, store, work_dir), store, script_dir)
+        snapshot.fill_script_dir(self.snapshot, script_dir, store, work_dir)
         self.log.info("Step '%s' runs from source snapshot %s", self.step_name, snapshot_id)
         if not (script_dir / self.script_name).is_file():
             raise StepRunError(
@@ -150,23 +146,11 @@ class PythonScriptStepOperator(AmlStepOperator):
         should_stop: Callable[[], str | None],
     ) -> None:
         from aml_airflow_provider.runtime.launcher import StepProcess
-        from aml_airflow_provider.runtime.tracking import TRACKING_DIR_VARIABLE
 
         ti = context["ti"]
         where = f"Step '{self.step_name}'"
         contract = self._contract(parameter_env, data_env)
-        env = {
-            **base_environment(),
-            **{str(k): str(v) for k, v in self.environment_variables.items()},
-            **contract,
-            "AZUREML_RUN_ID": f"{ti.run_id}.{ti.task_id}",
-            "AZUREML_ROOT_RUN_ID": ti.run_id,
-            "AZUREML_EXPERIMENT_NAME": ti.dag_id,
-            "AZUREML_ARM_WORKSPACE_NAME": self.workspace,
-            "AZUREML_STEP_NAME": self.step_name,
-            TRACKING_DIR_VARIABLE: str(tracking_dir),
-            "PYTHONUNBUFFERED": "1",
-        }
+        env = self.script_environment(ti, tracking_dir, contract, self.environment_variables)
         args = [expand(str(a), contract, where=f"{where} argument {a!r}") for a in self.arguments]
         with open(driver_log, "a", encoding="utf-8") as fh:
             # v1's driver log showed both lines; they tell a user what their arguments became.

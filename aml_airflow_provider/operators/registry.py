@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 # Dotted paths, imported on first use, so a DAG only imports the operators it uses.
 _OPERATORS: dict[str, str] = {
     "PythonScriptStep": "aml_airflow_provider.operators.python_script_step.PythonScriptStepOperator",
+    "DatabricksStep": "aml_airflow_provider.operators.databricks_step.DatabricksStepOperator",
 }
 
 

@@ -252,3 +252,21 @@ def diff_stored(backend: DatastoreBackend, old_id: str, new_id: str) -> list[str
             return diff(load(old_id, backend, Path(tmp)), load(new_id, backend, Path(tmp)))
         except DatastoreError:
             return []
+
+
+def for_step(pinned: str | None, source_directory: Path, script_dir: Path, backend: DatastoreBackend) -> str:
+    """The snapshot a step runs from: ``pinned`` (taken by ``submit``/``publish``), or one taken now.
+
+    A snapshot taken now is of a copy made in ``script_dir`` first, so the step never runs from the
+    live folder.
+    """
+    if pinned:
+        return pinned
+    copy_kept_files(Path(source_directory), script_dir)
+    return store(scan(script_dir), script_dir, backend)
+
+
+def fill_script_dir(pinned: str | None, script_dir: Path, backend: DatastoreBackend, work: Path) -> None:
+    """Write a pinned snapshot's files to ``script_dir`` (one taken by :func:`for_step` is there already)."""
+    if pinned:
+        materialize(load(pinned, backend, work), backend, script_dir)

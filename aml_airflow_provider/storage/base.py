@@ -130,6 +130,13 @@ class DatastoreBackend(ABC):
         """A human-readable location, never containing credentials."""
         return f"datastore '{self.name}' path '{path}'"
 
+    def spark_uri(self, path: str) -> str:
+        """The location as a Spark cluster names it (``wasbs://...``); raise if a cluster cannot reach it."""
+        raise DatastoreError(
+            f"{self.describe(path)} cannot be reached from a Databricks cluster: use a blob datastore for the "
+            "step's inputs and outputs, or run the step on local Spark."
+        )
+
     def browse_url(self, path: str = "") -> str:
         """A URL for people to look at ``path`` (used by the Airflow UI's extra links), without credentials."""
         return f"azureml://datastores/{self.name}/paths/{normalize_datastore_path(path)}"

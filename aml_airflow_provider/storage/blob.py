@@ -183,6 +183,14 @@ class BlobBackend(DatastoreBackend):
 
         return f"{self.account_url}/{self.container_name}/{quote(normalize_datastore_path(path))}"
 
+    def spark_uri(self, path: str) -> str:
+        """``wasbs://<container>@<account>.blob.<suffix>/<path>``: how v1 handed blob data to Databricks."""
+        host = urlsplit(self.account_url).hostname or ""
+        if not host.startswith(f"{self.account_name}.blob."):
+            # Azurite or a custom endpoint: the cluster still names the account by its public host.
+            host = f"{self.account_name}.blob.{_PUBLIC_SUFFIX}"
+        return f"wasbs://{self.container_name}@{host}/{normalize_datastore_path(path)}"
+
     def describe(self, path: str = "") -> str:
         """E.g. ``datastore 'ds' (container 'c' in account 'acct') path 'a/b'``; never any credential.
 

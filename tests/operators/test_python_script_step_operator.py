@@ -16,6 +16,7 @@ import pytest
 from aml_airflow_provider.exceptions import DatastoreError, StepRunError, UserErrorException
 from aml_airflow_provider.operators.python_script_step import PythonScriptStepOperator
 from aml_airflow_provider.uris import DatastoreUri
+from tests.support.task_instance import FakeTI
 
 DUMP_SCRIPT = """
 import json, os, sys
@@ -33,32 +34,6 @@ with open(os.path.join(out, "dump.json"), "w") as fh:
     json.dump({"argv": sys.argv[1:], "env": env, "inputs": inputs, "cwd_files": sorted(os.listdir("."))}, fh)
 open("written_in_cwd.txt", "w").write("the script's working directory is a copy")
 """
-
-
-class FakeTI:
-    """The parts of a task instance the operator uses: ids and XCom."""
-
-    def __init__(self, upstream: dict[tuple[str, str], str] | None = None, try_number: int = 1) -> None:
-        self.dag_id, self.run_id, self.task_id, self.try_number = (
-            "dag1",
-            "manual__2026-01-01T00:00:00+00:00",
-            "t1",
-            try_number,
-        )
-        self.pushed: dict[str, str] = {}
-        self.upstream = upstream or {}
-
-    def xcom_push(self, key: str, value: str) -> None:
-        self.pushed[key] = value
-
-    def xcom_pull(self, task_ids: str, key: str) -> str | None:
-        return self.upstream.get((task_ids, key))
-
-    def get_dagrun_state(self, dag_id: str, run_id: str) -> str:
-        return "running"
-
-    def get_task_states(self, dag_id: str, run_ids: list[str]) -> dict:
-        return {run_ids[0]: {}}
 
 
 class Background:
@@ -80,22 +55,6 @@ class Background:
     def result(self) -> BaseException | None:
         self.thread.join()
         return self.errors[0] if self.errors else None
-
-
-@pytest.fixture
-def connections(workspace, monkeypatch):
-    """Expose the workspace's datastore connections to the Task SDK, as a worker's secrets backend would."""
-    from airflow.sdk import Connection
-
-    def export() -> None:
-        for record in workspace._deployment.list_connections("aml_"):
-            conn = Connection(
-                conn_id=record.conn_id, conn_type=record.conn_type, password=record.password, extra=record.extra_json
-            )
-            monkeypatch.setenv(f"AIRFLOW_CONN_{record.conn_id.upper()}", conn.as_json())
-
-    export()
-    return export
 
 
 def local_root(workspace, name: str = "workspaceblobstore") -> Path:

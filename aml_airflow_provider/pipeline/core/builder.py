@@ -251,6 +251,7 @@ class PipelineStep(ABC):
     :param resource_inputs: accepted for v1 compatibility
     :param params: v1 ``params``: ``{key: value or PipelineParameter}``, each set for the step as
         ``AML_PARAMETER_<key>`` (steps without such a contract pass nothing)
+    :param named_arguments: ``{name: value}`` resolved like ``arguments`` (a notebook's widgets)
 
     Subclasses check their own arguments before calling this constructor: it claims the outputs
     (making this step their producer) last, so a step that fails to build claims nothing.
@@ -272,6 +273,7 @@ class PipelineStep(ABC):
         resource_inputs: Any = None,
         *,
         params: Mapping[str, Any] | None = None,
+        named_arguments: Mapping[str, Any] | None = None,
     ) -> None:
         self._name = check_step_name(name)
         self._outputs: list[PipelineData] = []
@@ -288,6 +290,7 @@ class PipelineStep(ABC):
             if isinstance(port.source, PipelineParameter):
                 self._use_parameter(port.source)
         self._arguments = self._resolve_arguments(list(arguments or ()))
+        self._named_arguments = self._resolve_named_arguments(named_arguments)
         self._params = self._resolve_params(params)
         # Last: everything that can fail has been checked.
         for out in self._outputs:
@@ -396,6 +399,15 @@ class PipelineStep(ABC):
                 raise StepDefinitionError(f"Step '{self._name}': argument {text!r} contains a NUL byte.")
             resolved.append(text)
         return resolved
+
+    def _resolve_named_arguments(self, named: Mapping[str, Any] | None) -> dict[str, str]:
+        """Keyed arguments (notebook widgets): values resolved as in ``arguments``."""
+        out: dict[str, str] = {}
+        for key, value in (named or {}).items():
+            if not isinstance(key, str) or not key.strip() or "\x00" in key:
+                raise InvalidNameError(f"Step '{self._name}': parameter name {key!r} must be a non-empty string.")
+            out[key] = self._resolve_arguments([value])[0]
+        return out
 
     def _resolve_params(self, params: Mapping[str, Any] | None) -> dict[str, str]:
         """v1 ``params``: every entry becomes the environment variable ``AML_PARAMETER_<key>``."""
