@@ -149,6 +149,7 @@ class DatabricksStepOperator(AmlStepOperator):
         self.deferrable = deferrable
         self.run_id: int | None = None
         self._process = None
+        self._target: SparkTarget | None = None
 
     @classmethod
     def kwargs_from_config(cls, step: StepSpec) -> dict[str, Any]:
@@ -169,15 +170,18 @@ class DatabricksStepOperator(AmlStepOperator):
 
     # -- where it runs ----------------------------------------------------------------------------
     def spark_target(self) -> SparkTarget:
-        """Local Spark, or the Databricks connection to submit to."""
+        """Local Spark, or the Databricks connection to submit to (looked up once per execution)."""
         from aml_airflow_provider.core.compute import LOCAL_COMPUTE_NAME
         from aml_airflow_provider.hooks.compute import AmlComputeHook, SparkTarget
 
-        if self.local is not None or self.databricks_conn_id:
-            return SparkTarget(local=bool(self.local), databricks_conn_id=self.databricks_conn_id)
-        if self.compute_target in (None, LOCAL_COMPUTE_NAME):
-            return SparkTarget(local=True)
-        return AmlComputeHook.for_compute(self.workspace, self.compute_target).spark_target()
+        if self._target is None:
+            if self.local is not None or self.databricks_conn_id:
+                self._target = SparkTarget(local=bool(self.local), databricks_conn_id=self.databricks_conn_id)
+            elif self.compute_target in (None, LOCAL_COMPUTE_NAME):
+                self._target = SparkTarget(local=True)
+            else:
+                self._target = AmlComputeHook.for_compute(self.workspace, self.compute_target).spark_target()
+        return self._target
 
     def _hook(self, conn_id: str):
         from airflow.providers.databricks.hooks.databricks import DatabricksHook
@@ -267,6 +271,7 @@ class DatabricksStepOperator(AmlStepOperator):
 
     # -- local Spark ------------------------------------------------------------------------------
     def execute(self, context: Context) -> None:
+        self._target = None
         target = self.spark_target()
         self.log.info(
             "Step '%s' runs %s",
@@ -319,16 +324,16 @@ class DatabricksStepOperator(AmlStepOperator):
             line = f"Running on local Spark: {argv[-1] if self.task_kind == 'notebook' else script} with {args}"
             self.log.info("%s", line)
             fh.write(line + "\n")
-        self._process = StepProcess(argv, script_dir, env, self.log, driver_log)
+        self._process = StepProcess(argv, script_dir, env, self.log, driver_log, tail_stdout=True)
         result = self._process.run(should_stop)
         if result.stopped_because:
             from airflow.sdk.exceptions import AirflowSkipException
 
             raise AirflowSkipException(f"{where} stopped: {result.stopped_because}.")
         if result.returncode != 0:
-            tail = "\n".join(result.stderr_tail) or "(no output on stderr)"
+            tail = "\n".join(result.stderr_tail) or "(no output)"
             raise StepRunError(
-                f"{where} failed on local Spark (exit code {result.returncode}). End of its stderr:\n{tail}"
+                f"{where} failed on local Spark (exit code {result.returncode}). End of its output:\n{tail}"
             )
         exit_value = spark_local.read_exit_value(exit_file)
         if exit_value is not None:

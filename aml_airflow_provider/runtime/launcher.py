@@ -39,6 +39,8 @@ class StepProcess:
     :param env: the complete environment
     :param log: where each line of output goes
     :param driver_log: a file that also receives every line (v1's ``70_driver_log.txt``)
+    :param tail_stdout: keep stdout lines in the error tail too (spark-submit relays its driver's
+        stderr on its own stdout)
     """
 
     def __init__(
@@ -48,8 +50,11 @@ class StepProcess:
         env: Mapping[str, str],
         log: logging.Logger,
         driver_log: Path | None = None,
+        *,
+        tail_stdout: bool = False,
     ) -> None:
         self.argv = list(argv)
+        self.tail_stdout = tail_stdout
         self.cwd = cwd
         self.env = dict(env)
         self.log = log
@@ -84,7 +89,9 @@ class StepProcess:
             )
             tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
             pumps = [
-                threading.Thread(target=self._pump, args=(self._proc.stdout, None, tee), daemon=True),
+                threading.Thread(
+                    target=self._pump, args=(self._proc.stdout, tail if self.tail_stdout else None, tee), daemon=True
+                ),
                 threading.Thread(target=self._pump, args=(self._proc.stderr, tail, tee), daemon=True),
             ]
             for t in pumps:

@@ -371,3 +371,43 @@ def test_templated_fields_render_for_hand_written_dags(workspace):
     assert op.notebook_params == {"day": "2026-11-25"} and op.cluster == {"existing_cluster_id": "c-9"}
     with pytest.raises(ValueError, match="task_kind"):
         DatabricksStepOperator(task_id="x", workspace="w", task_kind="sql", task_target="q")
+
+
+# -- local Spark ------------------------------------------------------------------------------------
+def test_local_spark_failure_shows_the_python_traceback(workspace, connections, script_dir):
+    (script_dir / "job.py").write_text(
+        "import sys\nprint(sys.argv[1:])\nraise ValueError('bad rows in ' + sys.argv[2])\n"
+    )
+    step = DatabricksStep(
+        name="local fail",
+        python_script_name="job.py",
+        source_directory=script_dir,
+        python_script_params=["--table", "sales"],
+        num_workers=1,
+        compute_target="local",
+    )
+    ti = FakeTI()
+    with pytest.raises(StepRunError, match=r"(?s)failed on local Spark \(exit code 1\).*ValueError: bad rows in sales"):
+        build(workspace, step).execute(context(ti))
+    log, details = read_record(workspace, ti)
+    assert details["status"] == "Failed" and "ValueError: bad rows in sales" in log
+    assert "run_id" not in ti.pushed  # nothing was submitted anywhere
+
+
+def test_local_spark_refuses_what_it_cannot_run(workspace, connections, script_dir):
+    jar = DatabricksStep(
+        name="jar",
+        main_class_name="a.B",
+        jar_libraries=[JarLibrary("dbfs:/a.jar")],
+        num_workers=1,
+        compute_target="local",
+    )
+    with pytest.raises(StepRunError, match="a JAR step needs a Databricks workspace"):
+        build(workspace, jar).execute(context(FakeTI()))
+    (script_dir / "plain.py").write_text("print('not a notebook')\n")
+    notebook = DatabricksStep(name="nb", notebook_path=str(script_dir / "plain.py"), num_workers=1)
+    with pytest.raises(StepRunError, match="not a notebook in Databricks source format"):
+        build(workspace, notebook).execute(context(FakeTI()))
+    missing = DatabricksStep(name="nb2", notebook_path="/Users/me/etl", num_workers=1)
+    with pytest.raises(StepRunError, match=r"'/Users/me/etl' is not a file on this worker"):
+        build(workspace, missing).execute(context(FakeTI()))
