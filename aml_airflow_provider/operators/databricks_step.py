@@ -73,7 +73,8 @@ class DatabricksStepOperator(AmlStepOperator):
     :param databricks_conn_id: the Databricks connection (default: the one of ``compute_target``)
     :param local: run on local Spark (default: as the compute target is registered; no compute = local)
     :param spark_conf: extra Spark settings for local runs
-    :param polling_period_seconds: how often to ask for the run's state
+    :param polling_period_seconds: how often to ask for the run's state (default: ``[aml]
+        databricks_poll_seconds``, else 30)
     :param databricks_retry_limit: API retries (the Databricks hook's ``retry_limit``)
     :param databricks_retry_delay: first wait between API retries, in seconds
     :param deferrable: wait in the triggerer instead of a worker slot (default: ``[operators] default_deferrable``)
@@ -118,7 +119,7 @@ class DatabricksStepOperator(AmlStepOperator):
         databricks_conn_id: str | None = None,
         local: bool | None = None,
         spark_conf: Mapping[str, str] | None = None,
-        polling_period_seconds: float = 30,
+        polling_period_seconds: float | None = None,
         databricks_retry_limit: int = 3,
         databricks_retry_delay: float = 1,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
@@ -182,6 +183,13 @@ class DatabricksStepOperator(AmlStepOperator):
             else:
                 self._target = AmlComputeHook.for_compute(self.workspace, self.compute_target).spark_target()
         return self._target
+
+    @property
+    def poll_seconds(self) -> float:
+        # Pipelines carry no polling setting (v1 had none): a deployment sets it in its configuration.
+        if self.polling_period_seconds is not None:
+            return float(self.polling_period_seconds)
+        return conf.getfloat("aml", "databricks_poll_seconds", fallback=30.0)
 
     def _hook(self, conn_id: str):
         from airflow.providers.databricks.hooks.databricks import DatabricksHook
@@ -389,7 +397,7 @@ class DatabricksStepOperator(AmlStepOperator):
                 trigger=DatabricksExecutionTrigger(
                     run_id=run_id,
                     databricks_conn_id=conn_id,
-                    polling_period_seconds=self.polling_period_seconds,
+                    polling_period_seconds=self.poll_seconds,
                     retry_limit=self.databricks_retry_limit,
                     retry_delay=self.databricks_retry_delay,
                     run_page_url=run_page_url,
@@ -498,7 +506,7 @@ class DatabricksStepOperator(AmlStepOperator):
                     f"Step '{self.step_name}' stopped ({reason}); Databricks run {run_id} cancelled."
                 )
             self.log.info("Databricks run %s: %s", run_id, state)
-            time.sleep(self.polling_period_seconds)
+            time.sleep(self.poll_seconds)
 
     def execute_complete(self, context: Context, event: dict[str, Any], state: dict[str, Any]) -> None:
         """Resume after the trigger reported the run's end."""
