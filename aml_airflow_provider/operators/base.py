@@ -21,7 +21,7 @@ from airflow.sdk import BaseOperator
 
 from aml_airflow_provider import xcom
 from aml_airflow_provider._names import data_env_name, parameter_env_name
-from aml_airflow_provider.exceptions import UserErrorException
+from aml_airflow_provider.exceptions import StepRunError, UserErrorException
 from aml_airflow_provider.operators.links import StepLogsLink, StepOutputsLink
 from aml_airflow_provider.spec import (
     CONTINUE_CONF_KEY,
@@ -137,6 +137,7 @@ class AmlStepOperator(BaseOperator):
         self.compute_target = compute_target
         self.default_datastore = default_datastore
         self._backends: dict[str, DatastoreBackend] = {}
+        self._process: Any = None
 
     # -- building from a spec ---------------------------------------------------------------------
     @classmethod
@@ -250,6 +251,39 @@ class AmlStepOperator(BaseOperator):
             TRACKING_DIR_VARIABLE: str(tracking_dir),
             "PYTHONUNBUFFERED": "1",
         }
+
+    def run_process(
+        self,
+        argv: Sequence[str],
+        cwd: Path,
+        env: Mapping[str, str],
+        driver_log: Path,
+        should_stop: Callable[[], str | None],
+        *,
+        failure: Callable[[int], str],
+        tail_stdout: bool = False,
+    ) -> None:
+        """Run the step's process to its end (``on_kill`` stops it); raise if it failed or was stopped.
+
+        :param failure: the start of the error message, given the exit code
+        :param tail_stdout: quote stdout too in the error (spark-submit relays the driver's stderr there)
+        """
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from aml_airflow_provider.runtime.launcher import StepProcess
+
+        self._process = StepProcess(argv, cwd, env, self.log, driver_log, tail_stdout=tail_stdout)
+        result = self._process.run(should_stop)
+        if result.stopped_because:
+            raise AirflowSkipException(f"Step '{self.step_name}' stopped: {result.stopped_because}.")
+        if result.returncode != 0:
+            stream = "output" if tail_stdout else "stderr"
+            tail = "\n".join(result.stderr_tail) or f"(no output on {stream})"
+            raise StepRunError(f"{failure(result.returncode)} End of its {stream}:\n{tail}")
+
+    def on_kill(self) -> None:
+        if self._process is not None:
+            self._process.terminate()
 
     def _failed_steps(self, ti: Any) -> list[str]:
         states = ti.get_task_states(dag_id=ti.dag_id, run_ids=[ti.run_id]).get(ti.run_id, {})

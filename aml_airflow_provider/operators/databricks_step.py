@@ -149,7 +149,6 @@ class DatabricksStepOperator(AmlStepOperator):
         self.databricks_retry_delay = databricks_retry_delay
         self.deferrable = deferrable
         self.run_id: int | None = None
-        self._process = None
         self._target: SparkTarget | None = None
 
     @classmethod
@@ -300,7 +299,6 @@ class DatabricksStepOperator(AmlStepOperator):
         should_stop: Callable[[], str | None],
     ) -> None:
         from aml_airflow_provider.runtime import spark_local
-        from aml_airflow_provider.runtime.launcher import StepProcess
 
         ti = context["ti"]
         where = f"Step '{self.step_name}'"
@@ -332,17 +330,15 @@ class DatabricksStepOperator(AmlStepOperator):
             line = f"Running on local Spark: {argv[-1] if self.task_kind == 'notebook' else script} with {args}"
             self.log.info("%s", line)
             fh.write(line + "\n")
-        self._process = StepProcess(argv, script_dir, env, self.log, driver_log, tail_stdout=True)
-        result = self._process.run(should_stop)
-        if result.stopped_because:
-            from airflow.sdk.exceptions import AirflowSkipException
-
-            raise AirflowSkipException(f"{where} stopped: {result.stopped_because}.")
-        if result.returncode != 0:
-            tail = "\n".join(result.stderr_tail) or "(no output)"
-            raise StepRunError(
-                f"{where} failed on local Spark (exit code {result.returncode}). End of its output:\n{tail}"
-            )
+        self.run_process(
+            argv,
+            script_dir,
+            env,
+            driver_log,
+            should_stop,
+            failure=lambda code: f"{where} failed on local Spark (exit code {code}).",
+            tail_stdout=True,
+        )
         exit_value = spark_local.read_exit_value(exit_file)
         if exit_value is not None:
             ti.xcom_push(key=XCOM_NOTEBOOK_RESULT_KEY, value=exit_value)
@@ -594,8 +590,7 @@ class DatabricksStepOperator(AmlStepOperator):
         ti.xcom_push(key=xcom.STEP_RUN, value=facts)
 
     def on_kill(self) -> None:
-        if self._process is not None:
-            self._process.terminate()
+        super().on_kill()
         if self.run_id is not None:
             target: SparkTarget = self.spark_target()
             if not target.local and target.databricks_conn_id:

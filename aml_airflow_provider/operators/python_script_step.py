@@ -77,7 +77,6 @@ class PythonScriptStepOperator(AmlStepOperator):
         self.environment_variables = dict(environment_variables or {})
         self.environment = dict(environment or {})
         self.python = python
-        self._process = None
 
     @classmethod
     def kwargs_from_config(cls, step: StepSpec) -> dict[str, Any]:
@@ -145,8 +144,6 @@ class PythonScriptStepOperator(AmlStepOperator):
         driver_log: Path,
         should_stop: Callable[[], str | None],
     ) -> None:
-        from aml_airflow_provider.runtime.launcher import StepProcess
-
         ti = context["ti"]
         where = f"Step '{self.step_name}'"
         contract = self._contract(parameter_env, data_env)
@@ -160,20 +157,11 @@ class PythonScriptStepOperator(AmlStepOperator):
             ):
                 self.log.info("%s", line)
                 fh.write(line + "\n")
-        self._process = StepProcess(
-            [self.python or sys.executable, self.script_name, *args], script_dir, env, self.log, driver_log
+        self.run_process(
+            [self.python or sys.executable, self.script_name, *args],
+            script_dir,
+            env,
+            driver_log,
+            should_stop,
+            failure=lambda code: f"{where} failed: {self.script_name} exited with code {code}.",
         )
-        result = self._process.run(should_stop)
-        if result.stopped_because:
-            from airflow.sdk.exceptions import AirflowSkipException
-
-            raise AirflowSkipException(f"{where} stopped: {result.stopped_because}.")
-        if result.returncode != 0:
-            tail = "\n".join(result.stderr_tail) or "(no output on stderr)"
-            raise StepRunError(
-                f"{where} failed: {self.script_name} exited with code {result.returncode}. End of its stderr:\n{tail}"
-            )
-
-    def on_kill(self) -> None:
-        if self._process is not None:
-            self._process.terminate()
