@@ -252,6 +252,9 @@ def test_deferrable_wait_through_the_providers_trigger(workspace, dbx, blob_data
 
     event = asyncio.run(first_event())
     assert json.loads(event.payload["run_state"])["result_state"] == "SUCCESS"
+    # Killing the task while it is deferred cancels the run through the trigger (the provider's on_kill).
+    asyncio.run(DatabricksExecutionTrigger(**kwargs).on_kill())
+    assert dbx.cancelled == [ti.pushed["run_id"]]
     # The second half runs in a new operator object, as after a triggerer hand-back.
     resumed = build(workspace, step, deferrable=True)
     resumed.execute_complete(context(ti), event=event.payload, **deferred.value.kwargs)
