@@ -5,18 +5,18 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
-import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseOperatorLink, conf
+from airflow.sdk import BaseOperatorLink
 from airflow.sdk.exceptions import AirflowException
 from airflow.sdk.execution_time.xcom import XCom
 
 from aml_airflow_provider._names import data_env_name
 from aml_airflow_provider.exceptions import StepRunError
 from aml_airflow_provider.operators.base import AmlStepOperator, FreshRun
+from aml_airflow_provider.operators.remote import JobOutcome, RemoteStepOperator
 from aml_airflow_provider.runtime.contract import PARAMETER_TOKEN, expand
 
 if TYPE_CHECKING:
@@ -50,7 +50,7 @@ class DatabricksRunLink(BaseOperatorLink):
         return XCom.get_value(key=XCOM_RUN_PAGE_URL_KEY, ti_key=ti_key) or ""
 
 
-class DatabricksStepOperator(AmlStepOperator):
+class DatabricksStepOperator(RemoteStepOperator):
     """Run a DatabricksStep: submit a one-time run (Jobs API ``runs/submit``) and wait for it, or run the
     script or notebook with ``spark-submit --master local[*]`` on the worker when the compute is local.
 
@@ -73,12 +73,11 @@ class DatabricksStepOperator(AmlStepOperator):
     :param databricks_conn_id: the Databricks connection (default: the one of ``compute_target``)
     :param local: run on local Spark (default: as the compute target is registered; no compute = local)
     :param spark_conf: extra Spark settings for local runs
-    :param polling_period_seconds: how often to ask for the run's state (default: ``[aml]
-        databricks_poll_seconds``, else 30)
     :param databricks_retry_limit: API retries (the Databricks hook's ``retry_limit``)
     :param databricks_retry_delay: first wait between API retries, in seconds
-    :param deferrable: wait in the triggerer instead of a worker slot (default: ``[operators] default_deferrable``)
-    :param kwargs: see :class:`~aml_airflow_provider.operators.base.AmlStepOperator`
+    :param kwargs: see :class:`~aml_airflow_provider.operators.remote.RemoteStepOperator` (``deferrable``,
+        ``polling_period_seconds``; default ``[aml] databricks_poll_seconds``) and
+        :class:`~aml_airflow_provider.operators.base.AmlStepOperator`
     """
 
     template_fields: Sequence[str] = (
@@ -99,6 +98,10 @@ class DatabricksStepOperator(AmlStepOperator):
     }
     operator_extra_links = (*AmlStepOperator.operator_extra_links, DatabricksRunLink())
     ui_color = "#ffd9cc"
+    job_id_key = XCOM_RUN_ID_KEY
+    job_url_key = XCOM_RUN_PAGE_URL_KEY
+    job_noun = "Databricks run"
+    poll_config_key = "databricks_poll_seconds"
     kind = "DatabricksStep"
     kind_version = 1
 
@@ -119,10 +122,8 @@ class DatabricksStepOperator(AmlStepOperator):
         databricks_conn_id: str | None = None,
         local: bool | None = None,
         spark_conf: Mapping[str, str] | None = None,
-        polling_period_seconds: float | None = None,
         databricks_retry_limit: int = 3,
         databricks_retry_delay: float = 1,
-        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -144,11 +145,8 @@ class DatabricksStepOperator(AmlStepOperator):
         self.databricks_conn_id = databricks_conn_id
         self.local = local
         self.spark_conf = dict(spark_conf or {})
-        self.polling_period_seconds = polling_period_seconds
         self.databricks_retry_limit = databricks_retry_limit
         self.databricks_retry_delay = databricks_retry_delay
-        self.deferrable = deferrable
-        self.run_id: int | None = None
         self._target: SparkTarget | None = None
 
     @classmethod
@@ -182,13 +180,6 @@ class DatabricksStepOperator(AmlStepOperator):
             else:
                 self._target = AmlComputeHook.for_compute(self.workspace, self.compute_target).spark_target()
         return self._target
-
-    @property
-    def poll_seconds(self) -> float:
-        # Pipelines carry no polling setting (v1 had none): a deployment sets it in its configuration.
-        if self.polling_period_seconds is not None:
-            return float(self.polling_period_seconds)
-        return conf.getfloat("aml", "databricks_poll_seconds", fallback=30.0)
 
     def _hook(self, conn_id: str):
         from airflow.providers.databricks.hooks.databricks import DatabricksHook
@@ -344,66 +335,79 @@ class DatabricksStepOperator(AmlStepOperator):
             ti.xcom_push(key=XCOM_NOTEBOOK_RESULT_KEY, value=exit_value)
 
     # -- Databricks -------------------------------------------------------------------------------
-    def run_fresh(self, run: FreshRun) -> dict[str, str]:
-        target = self.spark_target()
-        if target.local:
-            return super().run_fresh(run)
-        return self._run_remote(run, target.databricks_conn_id or "")
+    def runs_remotely(self) -> bool:
+        return not self.spark_target().local
 
-    def _run_remote(self, run: FreshRun, conn_id: str) -> dict[str, str]:
-        ti = run.context["ti"]
-        hook = self._hook(conn_id)
-        locations, uris = {}, {}
-        for port in run.inputs:
-            location = run.locations[port.name]
-            locations[port.name] = self.backend(location.datastore).spark_uri(location.path)
-        for port in run.outputs:
-            location = run.output_location(port)
-            backend = self.backend(location.datastore)
-            # A dead attempt's files must not mix with this run's: the job writes into a clean folder.
-            backend.delete_prefix(location.path)
-            locations[port.name] = backend.spark_uri(location.path)
-            uris[port.name] = str(location)
+    @property
+    def hook(self):
+        return self._hook(self.spark_target().databricks_conn_id or "")
+
+    def remote_uri(self, backend: DatastoreBackend, path: str) -> str:
+        return backend.spark_uri(path)
+
+    def start_job(self, run: FreshRun, locations: Mapping[str, str]) -> tuple[int, str]:
+        hook = self.hook
         state_store = run.context.get("task_state_store")
         run_id = self._reattach(hook, state_store)
         if run_id is None:
             run_id = self._submit(run, hook, locations)
             if state_store is not None:
                 state_store.set(RUN_ID_STATE_KEY, run_id)
-        self.run_id = run_id
-        run_page_url = hook.get_run_page_url(run_id)
-        ti.xcom_push(key=XCOM_RUN_ID_KEY, value=run_id)
-        ti.xcom_push(key=XCOM_RUN_PAGE_URL_KEY, value=run_page_url)
-        self.log.info("Step '%s': Databricks run %s: %s", self.step_name, run_id, run_page_url)
-        state = {
-            "conn_id": conn_id,
-            "run_id": run_id,
-            "run_page_url": run_page_url,
-            "uris": uris,
-            "fingerprint": dict(run.fingerprint.components),
-            "folder": run.folder,
-            "snapshot_id": run.snapshot_id,
-            "step_run_uri": str(run.step_run_uri),
-            "facts": dict(run.facts),
-        }
-        if self.deferrable:
-            from airflow.providers.databricks.triggers.databricks import DatabricksExecutionTrigger
+        return run_id, hook.get_run_page_url(run_id)
 
-            self.defer(
-                trigger=DatabricksExecutionTrigger(
-                    run_id=run_id,
-                    databricks_conn_id=conn_id,
-                    polling_period_seconds=self.poll_seconds,
-                    retry_limit=self.databricks_retry_limit,
-                    retry_delay=self.databricks_retry_delay,
-                    run_page_url=run_page_url,
-                    caller=type(self).__name__,
-                ),
-                method_name="execute_complete",
-                kwargs={"state": state},
-            )
-        run_state = self._poll(hook, run_id, run.context)
-        return self._complete(run.context, state, run_state, errors=[])
+    def job_state(self, job_id: int) -> tuple[bool, str]:
+        state = self.hook.get_run_state(job_id)
+        return state.is_terminal, str(state)
+
+    def job_trigger(self, job_id: int, job_url: str):
+        from airflow.providers.databricks.triggers.databricks import DatabricksExecutionTrigger
+
+        return DatabricksExecutionTrigger(
+            run_id=job_id,
+            databricks_conn_id=self.spark_target().databricks_conn_id,
+            polling_period_seconds=self.poll_seconds,
+            retry_limit=self.databricks_retry_limit,
+            retry_delay=self.databricks_retry_delay,
+            run_page_url=job_url,
+            caller=type(self).__name__,
+        )
+
+    def cancel_job(self, job_id: int) -> None:
+        self.hook.cancel_run(job_id)
+
+    def job_outcome(self, job_id: int, state: Mapping[str, Any]) -> JobOutcome:
+        return self._outcome(job_id, self.hook.get_run_state(job_id), errors=[])
+
+    def outcome_from_event(self, event: Mapping[str, Any], state: Mapping[str, Any]) -> JobOutcome:
+        from airflow.providers.databricks.hooks.databricks import RunState
+
+        if "run_state" not in event:
+            raise StepRunError(f"Step '{self.step_name}': the Databricks trigger sent no run state ({event!r}).")
+        return self._outcome(state["job_id"], RunState.from_json(event["run_state"]), list(event.get("errors") or []))
+
+    def _outcome(self, run_id: int, run_state: Any, errors: list[Any]) -> JobOutcome:
+        """The run's end, with what ``runs/get-output`` says of its task (exit value, logs, error)."""
+        output = self._run_output(self.hook, run_id)
+        result = (output.get("notebook_output") or {}).get("result")
+        detail = "; ".join(str(x) for x in (output.get("error"), *errors) if x)
+        summary = (
+            f"ended {run_state.life_cycle_state}/{run_state.result_state}: "
+            f"{run_state.state_message or '(no state message)'}" + (f". {detail}" if detail else "")
+        )
+        lines = [
+            f"Final state: {run_state}",
+            *([f"Notebook exit value: {result}"] if result is not None else []),
+            *([f"Task errors: {errors}"] if errors else []),
+            *([output["logs"]] if output.get("logs") else []),
+            *([f"Error: {output['error']}"] if output.get("error") else []),
+            *([output["error_trace"]] if output.get("error_trace") else []),
+        ]
+        return JobOutcome(
+            succeeded=run_state.result_state == _TERMINAL_OK,
+            summary=summary,
+            log_lines=lines,
+            xcom={XCOM_NOTEBOOK_RESULT_KEY: result} if result is not None else {},
+        )
 
     def _reattach(self, hook: Any, state_store: Any) -> int | None:
         """The run an earlier try of this task submitted, if it is still running (a worker died under it)."""
@@ -486,113 +490,9 @@ class DatabricksStepOperator(AmlStepOperator):
             hook._do_api_call(("POST", "2.0/dbfs/add-block"), {"handle": handle, "data": block})
         hook._do_api_call(("POST", "2.0/dbfs/close"), {"handle": handle})
 
-    def _poll(self, hook: Any, run_id: int, context: Context) -> Any:
-        """Wait for the run to end on this worker; cancel it if the pipeline run stops."""
-        ti = context["ti"]
-        while True:
-            state = hook.get_run_state(run_id)
-            if state.is_terminal:
-                return state
-            reason = self._stop_reason(ti, self._continues_on_failure(context))
-            if reason:
-                hook.cancel_run(run_id)
-                from airflow.sdk.exceptions import AirflowSkipException
-
-                raise AirflowSkipException(
-                    f"Step '{self.step_name}' stopped ({reason}); Databricks run {run_id} cancelled."
-                )
-            self.log.info("Databricks run %s: %s", run_id, state)
-            time.sleep(self.poll_seconds)
-
-    def execute_complete(self, context: Context, event: dict[str, Any], state: dict[str, Any]) -> None:
-        """Resume after the trigger reported the run's end."""
-        from airflow.providers.databricks.hooks.databricks import RunState
-
-        if not event or "run_state" not in event:
-            raise StepRunError(f"Step '{self.step_name}': the Databricks trigger sent no run state ({event!r}).")
-        self.run_id = state["run_id"]
-        errors = list(event.get("errors") or [])
-        uris = self._complete(context, state, RunState.from_json(event["run_state"]), errors=errors)
-        self._push_outputs(context["ti"], uris, state)
-
-    def _complete(
-        self, context: Context, state: dict[str, Any], run_state: Any, *, errors: list[Any]
-    ) -> dict[str, str]:
-        """Keep the run's record and log; fail with the state message, or record the outputs for reuse."""
-        import tempfile
-
-        from aml_airflow_provider.runtime.reuse import Fingerprint, ReuseIndex
-        from aml_airflow_provider.uris import DatastoreUri
-
-        ti = context["ti"]
-        hook = self._hook(state["conn_id"])
-        output = self._run_output(hook, state["run_id"])
-        result = (output.get("notebook_output") or {}).get("result")
-        if result is not None:
-            ti.xcom_push(key=XCOM_NOTEBOOK_RESULT_KEY, value=result)
-        store = self._default_store()
-        lines = [
-            f"Databricks run {state['run_id']}: {state['run_page_url']}",
-            f"Final state: {run_state}",
-            *([f"Notebook exit value: {result}"] if result is not None else []),
-            *([f"Task errors: {errors}"] if errors else []),
-            *([output["logs"]] if output.get("logs") else []),
-            *([f"Error: {output['error']}"] if output.get("error") else []),
-            *([output["error_trace"]] if output.get("error_trace") else []),
-        ]
-        ok = run_state.result_state == _TERMINAL_OK
-        with tempfile.TemporaryDirectory(prefix="aml-databricks-") as tmp:
-            work = Path(tmp)
-            driver_log = work / "driver_log.txt"
-            driver_log.write_text("\n".join(lines) + "\n", encoding="utf-8")
-            details = {"status": "Finished" if ok else "Failed", "snapshot": state["snapshot_id"]}
-            details["databricks_run"] = {"run_id": state["run_id"], "run_page_url": state["run_page_url"]}
-            self._keep_step_run(
-                store, work / "tracking", work / "src", driver_log, work / "step-run", state["folder"], details
-            )
-        if not ok:
-            detail = "; ".join(str(x) for x in (output.get("error"), *errors) if x)
-            raise StepRunError(
-                f"Step '{self.step_name}': Databricks run {state['run_id']} ended {run_state.life_cycle_state}/"
-                f"{run_state.result_state}: {run_state.state_message or '(no state message)'}"
-                + (f". {detail}" if detail else "")
-                + f". Run page: {state['run_page_url']}"
-            )
-        for name, uri in state["uris"].items():
-            location = DatastoreUri.parse(uri)
-            if not self.backend(location.datastore).list_files(location.path):
-                self.log.warning("Step '%s' wrote nothing to output '%s' (%s).", self.step_name, name, uri)
-        fingerprint = Fingerprint(state["fingerprint"])
-        self._record(
-            ReuseIndex(store),
-            fingerprint,
-            state["uris"],
-            ti,
-            DatastoreUri.parse(state["step_run_uri"]),
-            state["snapshot_id"],
-        )
-        return dict(state["uris"])
-
     def _run_output(self, hook: Any, run_id: int) -> dict[str, Any]:
         """``runs/get-output`` of the run's task (where notebook results and logs are)."""
         run = hook.get_run(run_id)
         tasks = run.get("tasks") or []
         task_run_id = tasks[0]["run_id"] if tasks else run_id
         return hook.get_run_output(task_run_id)
-
-    def _push_outputs(self, ti: Any, uris: Mapping[str, str], state: Mapping[str, Any]) -> None:
-        from aml_airflow_provider import xcom
-
-        store = self._default_store()
-        facts = {**state["facts"], xcom.OUTPUTS_URL: store.browse_url(state["folder"])}
-        for name, uri in uris.items():
-            ti.xcom_push(key=name, value=uri)
-        ti.xcom_push(key=xcom.STEP_RUN, value=facts)
-
-    def on_kill(self) -> None:
-        super().on_kill()
-        if self.run_id is not None:
-            target: SparkTarget = self.spark_target()
-            if not target.local and target.databricks_conn_id:
-                self.log.info("Cancelling Databricks run %s.", self.run_id)
-                self._hook(target.databricks_conn_id).cancel_run(self.run_id)

@@ -128,7 +128,7 @@ def test_notebook_run_payload_outputs_and_exit_value(workspace, dbx, raw, blob_d
     assert ti.pushed["notebook_result"] == "accuracy=0.93"
     assert ti.pushed["model"] == f"azureml://datastores/blobstore/paths/{out_path}"
     log, details = read_record(workspace, ti)
-    assert details["status"] == "Finished" and details["databricks_run"]["run_id"] == run_id
+    assert details["status"] == "Finished" and details["remote_job"] == {"id": run_id, "url": ti.pushed["run_page_url"]}
     assert ti.pushed["run_page_url"] in log and "accuracy=0.93" in log
     # The token went in the Authorization header only.
     assert all(r.header("Authorization") == f"Bearer {dbx.token}" for r in dbx.requests)
@@ -214,7 +214,7 @@ def test_failed_run_fails_the_task_with_the_state_message(workspace, dbx, blob_d
     ti = FakeTI()
     with pytest.raises(StepRunError, match=expected) as info:
         build(workspace, step).execute(context(ti))
-    assert "Run page: http://127.0.0.1" in str(info.value)
+    assert "See http://127.0.0.1" in str(info.value)
     assert "out" not in ti.pushed, "a failed run hands on no output"
     log, details = read_record(workspace, ti)
     assert details["status"] == "Failed" and final[2] in log
@@ -296,12 +296,12 @@ def test_on_kill_cancels_the_run(workspace, dbx):
 
     thread = threading.Thread(target=run)
     thread.start()
-    while op.run_id is None and thread.is_alive():
+    while op.job_id is None and thread.is_alive():
         time.sleep(0.02)
     op.on_kill()
     thread.join(60)
     assert not thread.is_alive()
-    assert dbx.cancelled == [op.run_id]
+    assert dbx.cancelled == [op.job_id]
     assert isinstance(errors[0], StepRunError) and "CANCELED" in str(errors[0])
 
 
