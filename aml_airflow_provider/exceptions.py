@@ -72,6 +72,17 @@ class StepRunError(AmlProviderError):
     """A step ran and failed; the message names the step and carries the tail of its log."""
 
 
+class RemoteServiceError(AmlProviderError):
+    """A remote job service (Data Lake Analytics) refused a request or could not be reached.
+
+    :param status_code: the HTTP status, if the service answered
+    """
+
+    def __init__(self, message: str, *, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
 class ActivityFailedException(AmlProviderError):
     """A pipeline run ended in ``Failed`` (SDK v1: raised by ``wait_for_completion(raise_on_error=True)``)."""
 
@@ -86,6 +97,7 @@ __all__ = [
     "InvalidNameError",
     "PipelineParameterError",
     "PipelineValidationError",
+    "RemoteServiceError",
     "ScriptNotFoundError",
     "SnapshotTooLargeError",
     "StepDefinitionError",

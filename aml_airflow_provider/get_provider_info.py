@@ -19,6 +19,13 @@ def get_provider_info() -> dict[str, Any]:
             "aml_airflow_provider.operators.links.StepOutputsLink",
             "aml_airflow_provider.operators.links.StepLogsLink",
             "aml_airflow_provider.operators.databricks_step.DatabricksRunLink",
+            "aml_airflow_provider.operators.adla_step.AdlaJobLink",
+        ],
+        "triggers": [
+            {
+                "integration-name": "Azure Data Lake Analytics",
+                "python-modules": ["aml_airflow_provider.triggers.adla"],
+            }
         ],
         "connection-types": [
             {
@@ -74,6 +81,31 @@ def get_provider_info() -> dict[str, Any]:
                     "local": {"label": "Run on local Spark on the worker", "schema": {"type": ["boolean", "null"]}},
                 },
                 "ui-field-behaviour": {"hidden-fields": ["host", "schema", "login", "password", "port"]},
+            },
+            {
+                "hook-class-name": "aml_airflow_provider.hooks.adla.AdlaHook",
+                "hook-name": "Data Lake Analytics (AML)",
+                "connection-type": "aml_adla",
+                "conn-fields": {
+                    "account_name": {"label": "Account", "schema": string},
+                    "endpoint": {"label": "Job service URL", "schema": string},
+                    "credential": {
+                        "label": "Credential kind",
+                        "description": "service_principal (secret in Password), access_token (token in Password) "
+                        "or default_azure_credential.",
+                        "schema": {
+                            "type": ["string", "null"],
+                            "enum": ["service_principal", "access_token", "default_azure_credential", None],
+                        },
+                    },
+                    "tenant_id": {"label": "Tenant id", "schema": string},
+                    "client_id": {"label": "Client id", "schema": string},
+                    "authority": {"label": "Authority host (sovereign clouds)", "schema": string},
+                },
+                "ui-field-behaviour": {
+                    "hidden-fields": ["host", "schema", "login", "port"],
+                    "relabeling": {"password": "Client secret or access token"},
+                },
             },
             {
                 "hook-class-name": "aml_airflow_provider.hooks.datastore.AmlLocalDatastoreHook",

@@ -33,6 +33,7 @@ def test_airflow_lists_the_provider_and_its_connection_types(tmp_path):
         "aml_airflow_provider.operators.links.StepOutputsLink",
         "aml_airflow_provider.operators.links.StepLogsLink",
         "aml_airflow_provider.operators.databricks_step.DatabricksRunLink",
+        "aml_airflow_provider.operators.adla_step.AdlaJobLink",
     } <= {link["extra_link_class_name"] for link in links}
     hooks = json.loads(airflow_cli(tmp_path, "providers", "hooks", "-o", "json"))
     types = {h["connection_type"]: h["class"] for h in hooks if h["package_name"] == "aml-airflow-provider"}
@@ -41,6 +42,7 @@ def test_airflow_lists_the_provider_and_its_connection_types(tmp_path):
         "aml_blob_datastore": "aml_airflow_provider.hooks.datastore.AmlDatastoreHook",
         "aml_local_datastore": "aml_airflow_provider.hooks.datastore.AmlLocalDatastoreHook",
         "aml_compute": "aml_airflow_provider.hooks.compute.AmlComputeHook",
+        "aml_adla": "aml_airflow_provider.hooks.adla.AdlaHook",
     }
 
 

@@ -283,10 +283,132 @@ class DatabricksCompute(ComputeTarget):
         )
 
 
-class AdlaCompute(_Unsupported):
-    """An attached Data Lake Analytics account (not supported yet)."""
+#: Connection type of an attached Data Lake Analytics account.
+ADLA_CONN_TYPE = "aml_adla"
+_ADLA_ACCOUNT = re.compile(r"[a-z0-9]{3,24}")
+
+
+@dataclass(frozen=True)
+class AdlaAttachConfiguration(AttachConfiguration):
+    """A Data Lake Analytics account to attach (see :meth:`AdlaCompute.attach_configuration`)."""
+
+    resource_group: str | None
+    account_name: str
+    endpoint: str
+    credential: str
+    tenant_id: str | None = None
+    client_id: str | None = None
+    authority: str | None = None
+    secret: str | None = field(default=None, repr=False)
+
+    def connection(self, conn_id: str, name: str) -> ConnectionRecord:
+        extra = {
+            COMPUTE_TYPE_KEY: AdlaCompute.type,
+            "resource_group": self.resource_group,
+            "account_name": self.account_name,
+            "endpoint": self.endpoint,
+            "credential": self.credential,
+            "tenant_id": self.tenant_id,
+            "client_id": self.client_id,
+            "authority": self.authority,
+        }
+        return ConnectionRecord(
+            conn_id,
+            ADLA_CONN_TYPE,
+            {k: v for k, v in extra.items() if v is not None},
+            password=self.secret,
+            description=f"AML compute '{name}' (Data Lake Analytics account {self.account_name})",
+        )
+
+
+class AdlaCompute(ComputeTarget):
+    """An attached Azure Data Lake Analytics account (retired by Microsoft on 2024-02-29; any service
+    with its job API can stand in).
+
+    :ivar account_name: the account
+    :ivar endpoint: the job service's base URL
+    :ivar resource_group: as given when attached (informational)
+    """
 
     type = "ADLAnalytics"
+
+    def _load(self, record: ConnectionRecord) -> None:
+        self.account_name = record.extra.get("account_name")
+        self.endpoint = record.extra.get("endpoint")
+        self.resource_group = record.extra.get("resource_group")
+        self.conn_id = record.conn_id
+
+    @staticmethod
+    def attach_configuration(
+        resource_group: str | None,
+        account_name: str,
+        endpoint: str | None = None,
+        tenant_id: str | None = None,
+        client_id: str | None = None,
+        client_secret: str | None = None,
+        access_token: str | None = None,
+        *,
+        authority: str | None = None,
+    ) -> AdlaAttachConfiguration:
+        """Describe a Data Lake Analytics account to attach with :meth:`ComputeTarget.attach`.
+
+        Credentials, in order: a service principal (``tenant_id``, ``client_id``, ``client_secret``), a
+        static bearer ``access_token``, else ``DefaultAzureCredential`` on the worker. Secrets are kept
+        only in the Airflow connection.
+
+        :param resource_group: the account's resource group (informational)
+        :param account_name: the account name (3-24 lowercase letters and digits)
+        :param endpoint: the job service's base URL (default ``https://<account>.azuredatalakeanalytics.net``)
+        :param tenant_id: the service principal's tenant
+        :param client_id: the service principal's application id
+        :param client_secret: the service principal's secret
+        :param access_token: a bearer token for ``https://datalake.azure.net/`` (it cannot be refreshed)
+        :param authority: the Entra ID authority host for a sovereign cloud (default: the public cloud)
+        """
+        if not isinstance(account_name, str) or not _ADLA_ACCOUNT.fullmatch(account_name):
+            raise ComputeTargetException(
+                f"AdlaCompute: account_name {account_name!r} must be 3-24 lowercase letters and digits."
+            )
+        if endpoint is None:
+            endpoint = f"https://{account_name}.azuredatalakeanalytics.net"
+        parts = urlsplit(endpoint if isinstance(endpoint, str) else "")
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.path.strip("/") or parts.query:
+            raise ComputeTargetException(
+                f"AdlaCompute: endpoint {endpoint!r} must be the job service's base URL, e.g. "
+                f"'https://{account_name}.azuredatalakeanalytics.net' or 'http://127.0.0.1:8766'."
+            )
+        principal = [tenant_id, client_id, client_secret]
+        if access_token is not None:
+            if any(principal):
+                raise ComputeTargetException(
+                    "AdlaCompute: give a service principal (tenant_id, client_id, client_secret) or access_token, "
+                    "not both."
+                )
+            if not isinstance(access_token, str) or not access_token.strip():
+                raise ComputeTargetException("AdlaCompute: access_token must be a non-empty string.")
+            credential, secret = "access_token", access_token.strip()
+        elif any(principal):
+            if not all(isinstance(v, str) and v.strip() for v in principal):
+                missing = [
+                    n for n, v in zip(("tenant_id", "client_id", "client_secret"), principal, strict=True) if not v
+                ]
+                raise ComputeTargetException(
+                    f"AdlaCompute: a service principal needs tenant_id, client_id and client_secret "
+                    f"(missing: {', '.join(missing)})."
+                )
+            credential, secret = "service_principal", client_secret
+        else:
+            credential, secret = "default_azure_credential", None
+        return AdlaAttachConfiguration(
+            resource_group,
+            account_name,
+            endpoint.rstrip("/"),
+            credential,
+            tenant_id=tenant_id,
+            client_id=client_id,
+            authority=authority,
+            secret=secret,
+        )
 
 
 class DataFactoryCompute(_Unsupported):
@@ -320,6 +442,7 @@ __all__ = [
     "AdlaCompute",
     "AmlCompute",
     "ComputeTarget",
+    "AdlaAttachConfiguration",
     "AttachConfiguration",
     "DataFactoryCompute",
     "DatabricksAttachConfiguration",

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 _OPERATORS: dict[str, str] = {
     "PythonScriptStep": "aml_airflow_provider.operators.python_script_step.PythonScriptStepOperator",
     "DatabricksStep": "aml_airflow_provider.operators.databricks_step.DatabricksStepOperator",
+    "AdlaStep": "aml_airflow_provider.operators.adla_step.AdlaStepOperator",
 }
 
 

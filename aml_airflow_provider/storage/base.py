@@ -137,6 +137,13 @@ class DatastoreBackend(ABC):
             "step's inputs and outputs, or run the step on local Spark."
         )
 
+    def adla_uri(self, path: str) -> str:
+        """The location as a U-SQL script names it; raise if Data Lake Analytics cannot reach it."""
+        raise DatastoreError(
+            f"{self.describe(path)} cannot be reached from Data Lake Analytics: use a blob datastore (a storage "
+            "account linked to the Data Lake Analytics account) for the step's inputs and outputs."
+        )
+
     def browse_url(self, path: str = "") -> str:
         """A URL for people to look at ``path`` (used by the Airflow UI's extra links), without credentials."""
         return f"azureml://datastores/{self.name}/paths/{normalize_datastore_path(path)}"

@@ -191,6 +191,10 @@ class BlobBackend(DatastoreBackend):
             host = f"{self.account_name}.blob.{_PUBLIC_SUFFIX}"
         return f"wasbs://{self.container_name}@{host}/{normalize_datastore_path(path)}"
 
+    def adla_uri(self, path: str) -> str:
+        """``wasb://<container>@<account>/<path>``: a linked storage account's data in U-SQL."""
+        return f"wasb://{self.container_name}@{self.account_name}/{normalize_datastore_path(path)}"
+
     def describe(self, path: str = "") -> str:
         """E.g. ``datastore 'ds' (container 'c' in account 'acct') path 'a/b'``; never any credential.
 

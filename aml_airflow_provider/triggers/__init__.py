@@ -1,0 +1,1 @@
+"""Triggers: waits for remote jobs, run in the Airflow triggerer."""
