@@ -84,7 +84,10 @@ class AdlaHook(BaseHook):
         if kind == "service_principal":
             from azure.identity import ClientSecretCredential
 
-            options = {"authority": self.settings["authority"]} if self.settings.get("authority") else {}
+            options: dict[str, Any] = {}
+            if self.settings.get("authority"):
+                # A named authority is the user's choice: MSAL must not ask the public cloud about it.
+                options = {"authority": self.settings["authority"], "disable_instance_discovery": True}
             return ClientSecretCredential(
                 self.settings["tenant_id"], self.settings["client_id"], self.connection.password, **options
             )

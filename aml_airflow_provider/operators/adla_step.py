@@ -103,6 +103,7 @@ class AdlaStepOperator(RemoteStepOperator):
         self.priority = priority
         self.runtime_version = runtime_version
         self.adla_conn_id = adla_conn_id
+        self._hook: AdlaHook | None = None
 
     @classmethod
     def kwargs_from_config(cls, step: Any) -> dict[str, Any]:
@@ -129,9 +130,12 @@ class AdlaStepOperator(RemoteStepOperator):
 
     @property
     def hook(self) -> AdlaHook:
+        """One hook per operator object, so its token serves every request until it is due for refresh."""
         from aml_airflow_provider.hooks.adla import AdlaHook
 
-        return AdlaHook(self.conn_id)
+        if self._hook is None:
+            self._hook = AdlaHook(self.conn_id)
+        return self._hook
 
     # -- the source -------------------------------------------------------------------------------
     def source_snapshot(self, script_dir: Path, store: DatastoreBackend) -> str | None:

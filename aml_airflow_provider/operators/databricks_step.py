@@ -148,6 +148,7 @@ class DatabricksStepOperator(RemoteStepOperator):
         self.databricks_retry_limit = databricks_retry_limit
         self.databricks_retry_delay = databricks_retry_delay
         self._target: SparkTarget | None = None
+        self._databricks_hook = None
 
     @classmethod
     def kwargs_from_config(cls, step: StepSpec) -> dict[str, Any]:
@@ -269,7 +270,7 @@ class DatabricksStepOperator(RemoteStepOperator):
 
     # -- local Spark ------------------------------------------------------------------------------
     def execute(self, context: Context) -> None:
-        self._target = None
+        self._target = self._databricks_hook = None
         target = self.spark_target()
         self.log.info(
             "Step '%s' runs %s",
@@ -340,7 +341,9 @@ class DatabricksStepOperator(RemoteStepOperator):
 
     @property
     def hook(self):
-        return self._hook(self.spark_target().databricks_conn_id or "")
+        if self._databricks_hook is None:
+            self._databricks_hook = self._hook(self.spark_target().databricks_conn_id or "")
+        return self._databricks_hook
 
     def remote_uri(self, backend: DatastoreBackend, path: str) -> str:
         return backend.spark_uri(path)

@@ -91,6 +91,10 @@ class RemoteStepOperator(AmlStepOperator):
         """``False`` to run this execution on the worker instead (:meth:`AmlStepOperator.run_fresh`)."""
         return True
 
+    def run_step(self, context: Context, **kwargs: Any) -> None:
+        """Only steps that can also run on the worker (see :meth:`runs_remotely`) implement this."""
+        raise NotImplementedError(f"{type(self).__name__} runs its steps in a remote service only.")
+
     @abstractmethod
     def remote_uri(self, backend: DatastoreBackend, path: str) -> str:
         """A datastore location as the service names it."""
