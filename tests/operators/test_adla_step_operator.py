@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -28,7 +26,7 @@ from aml_airflow_provider.pipeline.steps import AdlaStep
 from aml_airflow_provider.triggers.adla import AdlaJobTrigger
 from aml_airflow_provider.uris import DatastoreUri
 from tests.support.adla_server import AdlaServer
-from tests.support.task_instance import FakeTI
+from tests.support.task_instance import Background, FakeTI
 
 CONN = "aml_compute.test-ws.adla"
 SCRIPT = """@rows = EXTRACT id int, v int FROM "@@raw@@" USING Extractors.Csv(skipFirstNRows: 1);
@@ -156,22 +154,11 @@ def test_failed_job_reports_its_errors(workspace, adla, usql, raw, blob_datastor
 def test_on_kill_cancels_the_job(workspace, adla, usql, raw, blob_datastore):
     adla.script_next_job(["Accepted", "Running"])  # runs until cancelled
     op = build(workspace, make_step(usql, raw, blob_datastore))
-    errors = []
-
-    def run():
-        try:
-            op.execute(context(FakeTI()))
-        except BaseException as exc:
-            errors.append(exc)
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    while op.job_id is None and thread.is_alive():
-        time.sleep(0.02)
+    running = Background(op, context(FakeTI()), lambda: op.job_id is not None)
     op.on_kill()
-    thread.join(60)
+    error = running.result()
     assert adla.cancelled == [op.job_id]
-    assert isinstance(errors[0], StepRunError) and "ended Cancelled" in str(errors[0])
+    assert isinstance(error, StepRunError) and "ended Cancelled" in str(error)
 
 
 def test_a_retry_reattaches_to_the_running_job_of_an_earlier_try(workspace, adla, usql, raw, blob_datastore):

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -26,7 +24,7 @@ from aml_airflow_provider.pipeline.core import Pipeline, PipelineData, PipelineP
 from aml_airflow_provider.pipeline.steps import DatabricksStep
 from aml_airflow_provider.uris import DatastoreUri
 from tests.support.databricks_server import DatabricksServer
-from tests.support.task_instance import FakeTI
+from tests.support.task_instance import Background, FakeTI
 
 WASBS = "wasbs://test-blobstore@devstoreaccount1.blob.core.windows.net"
 
@@ -286,23 +284,11 @@ def test_on_kill_cancels_the_run(workspace, dbx):
     step = DatabricksStep(name="long", notebook_path="/nb", existing_cluster_id="c-1", compute_target="dbx")
     dbx.script_next_run([("PENDING", None, "Waiting"), ("RUNNING", None, "In run")])  # runs until cancelled
     op = build(workspace, step)
-    errors = []
-
-    def run():
-        try:
-            op.execute(context(FakeTI()))
-        except BaseException as exc:
-            errors.append(exc)
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    while op.job_id is None and thread.is_alive():
-        time.sleep(0.02)
+    running = Background(op, context(FakeTI()), lambda: op.job_id is not None)
     op.on_kill()
-    thread.join(60)
-    assert not thread.is_alive()
+    error = running.result()
     assert dbx.cancelled == [op.job_id]
-    assert isinstance(errors[0], StepRunError) and "CANCELED" in str(errors[0])
+    assert isinstance(error, StepRunError) and "CANCELED" in str(error)
 
 
 def test_retry_after_a_worker_crash_reattaches_instead_of_submitting_again(workspace, dbx):

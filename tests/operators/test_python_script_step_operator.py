@@ -16,7 +16,7 @@ import pytest
 from aml_airflow_provider.exceptions import DatastoreError, StepRunError, UserErrorException
 from aml_airflow_provider.operators.python_script_step import PythonScriptStepOperator
 from aml_airflow_provider.uris import DatastoreUri
-from tests.support.task_instance import FakeTI
+from tests.support.task_instance import Background, FakeTI
 
 DUMP_SCRIPT = """
 import json, os, sys
@@ -36,25 +36,9 @@ open("written_in_cwd.txt", "w").write("the script's working directory is a copy"
 """
 
 
-class Background:
-    """Run ``op.execute`` in a thread; wait until its script process has started; keep its exception."""
-
-    def __init__(self, op: PythonScriptStepOperator, ti: FakeTI) -> None:
-        self.op, self.errors = op, []
-        self.thread = threading.Thread(target=self._run, args=(ti,))
-        self.thread.start()
-        while self.thread.is_alive() and (op._process is None or op._process._proc is None):
-            self.thread.join(0.05)
-
-    def _run(self, ti: FakeTI) -> None:
-        try:
-            self.op.execute({"ti": ti, "params": {}})
-        except BaseException as exc:
-            self.errors.append(exc)
-
-    def result(self) -> BaseException | None:
-        self.thread.join()
-        return self.errors[0] if self.errors else None
+def in_background(op: PythonScriptStepOperator, ti: FakeTI) -> Background:
+    """``op.execute`` in a thread, once its script process has started."""
+    return Background(op, {"ti": ti, "params": {}}, lambda: op._process is not None and op._process._proc is not None)
 
 
 def local_root(workspace, name: str = "workspaceblobstore") -> Path:
@@ -268,7 +252,7 @@ def test_on_kill_stops_the_script_and_its_children(workspace, connections, scrip
     op = PythonScriptStepOperator(
         task_id="slow", workspace="test-ws", script_name="slow.py", source_directory=str(script_dir)
     )
-    running = Background(op, FakeTI())
+    running = in_background(op, FakeTI())
     op.on_kill()
     error = running.result()
     assert isinstance(error, StepRunError)
@@ -351,7 +335,7 @@ def test_running_step_stops_when_another_step_fails(workspace, connections, scri
         source_directory=str(script_dir),
         continue_on_step_failure=False,
     )
-    running = Background(op, PeerFailsTI())
+    running = in_background(op, PeerFailsTI())
     started.set()
     error = running.result()
     assert isinstance(error, AirflowSkipException)

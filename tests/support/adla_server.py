@@ -59,7 +59,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, parse_qsl, urlsplit
+from urllib.parse import parse_qs, urlsplit
+
+from tests.support.loopback import RecordedRequest, parse_query, read_body
 
 API_VERSION = "2016-11-01"
 #: The Data Lake resource (audience) tokens for the job service are issued for.
@@ -197,30 +199,6 @@ class _AadError(Exception):
 
 def _invalid(message: str) -> ApiError:
     return ApiError(400, "InvalidRequestContent", message)
-
-
-@dataclass(frozen=True)
-class RecordedRequest:
-    """One request as a server received it.
-
-    :param method: ``"GET"``, ``"PUT"``, ``"POST"``, ...
-    :param path: the URL path, e.g. ``"/Jobs/076713da-9018-41ae-a3bd-9eab14e54d09"``
-    :param query: the query string, one value per name (the first one)
-    :param body: job service: the parsed JSON body (the raw text when it is not JSON); token endpoint: the
-        form fields, one value per name; ``None`` when empty
-    :param headers: the headers with their names as sent (see :meth:`header` to look one up in any case)
-    """
-
-    method: str
-    path: str
-    query: dict[str, str]
-    body: Any
-    headers: dict[str, str]
-
-    def header(self, name: str) -> str | None:
-        """The value of header ``name``, whatever the case it was sent in; ``None`` if absent."""
-        wanted = name.lower()
-        return next((value for key, value in self.headers.items() if key.lower() == wanted), None)
 
 
 @dataclass
@@ -508,24 +486,11 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def _read_body(self) -> bytes:
-        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            chunks = []
-            while True:
-                size = int(self.rfile.readline().split(b";", 1)[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass
-                    return b"".join(chunks)
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length > 0 else b""
+        return read_body(self)
 
     def _handle(self) -> None:
         split = urlsplit(self.path)
-        query: dict[str, str] = {}
-        for name, value in parse_qsl(split.query, keep_blank_values=True):
-            query.setdefault(name, value)
+        query = parse_query(split.query)
         raw = self._read_body()
         status, headers, payload = self.server.dispatch(
             self.command, split.path, query, raw, dict(self.headers.items())

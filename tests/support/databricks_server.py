@@ -34,7 +34,9 @@ from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
+
+from tests.support.loopback import RecordedRequest, parse_query, read_body
 
 DEFAULT_TOKEN = "dapi-contract-token"
 FIRST_RUN_ID = 1001
@@ -132,36 +134,6 @@ class ApiError(Exception):
 
 def _invalid(message: str) -> ApiError:
     return ApiError(400, "INVALID_PARAMETER_VALUE", message)
-
-
-@dataclass(frozen=True)
-class RecordedRequest:
-    """One request as the server received it.
-
-    :param method: ``"GET"``, ``"POST"``, ...
-    :param path: the URL path, e.g. ``"/api/2.2/jobs/runs/submit"``
-    :param query: the query string, one value per name (the first one)
-    :param body: the parsed JSON body, ``None`` when empty (the raw text when it is not JSON)
-    :param headers: the headers with their names as sent (see :meth:`header` to look one up in any case)
-    """
-
-    method: str
-    path: str
-    query: dict[str, str]
-    body: Any
-    headers: dict[str, str]
-
-    def header(self, name: str) -> str | None:
-        """The value of header ``name``, whatever the case it was sent in; ``None`` if absent."""
-        wanted = name.lower()
-        return next((value for key, value in self.headers.items() if key.lower() == wanted), None)
-
-    @property
-    def params(self) -> dict[str, Any]:
-        """The request's arguments: the query string, plus a JSON object body (how ``aiohttp`` sends GETs)."""
-        merged: dict[str, Any] = dict(self.body) if isinstance(self.body, dict) else {}
-        merged.update(self.query)
-        return merged
 
 
 @dataclass
@@ -494,24 +466,11 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def _read_body(self) -> bytes:
-        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            chunks = []
-            while True:
-                size = int(self.rfile.readline().split(b";", 1)[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass
-                    return b"".join(chunks)
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length > 0 else b""
+        return read_body(self)
 
     def _handle(self) -> None:
         split = urlsplit(self.path)
-        query: dict[str, str] = {}
-        for name, value in parse_qsl(split.query, keep_blank_values=True):
-            query.setdefault(name, value)
+        query = parse_query(split.query)
         raw = self._read_body()
         malformed = False
         body: Any = None

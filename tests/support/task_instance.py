@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
+from typing import Any
+
 
 class FakeTI:
     """The parts of a task instance the operator uses: ids and XCom."""
@@ -27,3 +31,30 @@ class FakeTI:
 
     def get_task_states(self, dag_id: str, run_ids: list[str]) -> dict:
         return {run_ids[0]: {}}
+
+
+class Background:
+    """Run ``op.execute(context)`` in a thread, until ``ready()`` says it got far enough; keep its exception.
+
+    :param op: the operator
+    :param context: what ``execute`` gets
+    :param ready: polled until true (or the thread ends), e.g. "its process has started"
+    """
+
+    def __init__(self, op: Any, context: dict[str, Any], ready: Callable[[], bool]) -> None:
+        self.op, self.errors = op, []
+        self.thread = threading.Thread(target=self._run, args=(context,))
+        self.thread.start()
+        while self.thread.is_alive() and not ready():
+            self.thread.join(0.02)
+
+    def _run(self, context: dict[str, Any]) -> None:
+        try:
+            self.op.execute(context)
+        except BaseException as exc:
+            self.errors.append(exc)
+
+    def result(self, timeout: float = 120) -> BaseException | None:
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "execute() did not end"
+        return self.errors[0] if self.errors else None
