@@ -16,7 +16,7 @@ import pytest
 from azure.storage.blob import BlobServiceClient
 
 from aml_airflow_provider.core import Experiment
-from aml_airflow_provider.core.compute import AdlaCompute, ComputeTarget
+from aml_airflow_provider.core.compute import ComputeTarget
 from aml_airflow_provider.pipeline.core import Pipeline, PipelineData, PipelineParameter
 from aml_airflow_provider.pipeline.steps import AdlaStep, PythonScriptStep
 from tests.support.adla_server import AdlaServer
@@ -69,19 +69,7 @@ def test_python_then_adla_then_python(workspace, blob_datastore, azurite, script
             monkeypatch.setenv(name, value)
         server.on_submit = usql_engine(azurite.connection_string)
         server.script_next_job(["Accepted", "Compiling", "Queued", "Running", "Ended"])
-        adla = ComputeTarget.attach(
-            workspace,
-            "adla-e2e",
-            AdlaCompute.attach_configuration(
-                "rg",
-                "myadla",
-                endpoint=server.url,
-                tenant_id=server.tenant_id,
-                client_id=server.client_id,
-                client_secret=server.client_secret,
-                authority=server.authority,
-            ),
-        )
+        adla = ComputeTarget.attach(workspace, "adla-e2e", server.attach_configuration())
         prepared, big, report = (PipelineData(n, datastore=blob_datastore) for n in ("prepared", "big", "report"))
         prep = PythonScriptStep(
             "prep.py", name="prep", source_directory=script_dir, arguments=["--out", prepared], outputs=[prepared]

@@ -15,7 +15,7 @@ import pytest
 from airflow.sdk.exceptions import TaskDeferred
 
 from aml_airflow_provider.core import Datastore
-from aml_airflow_provider.core.compute import AdlaCompute, ComputeTarget
+from aml_airflow_provider.core.compute import ComputeTarget
 from aml_airflow_provider.data import DataReference
 from aml_airflow_provider.exceptions import DatastoreError, RemoteServiceError, StepRunError
 from aml_airflow_provider.hooks.adla import AdlaHook
@@ -40,16 +40,7 @@ def adla(workspace, connections, monkeypatch):
     with AdlaServer() as server:
         for name, value in server.ca_env().items():
             monkeypatch.setenv(name, value)
-        config = AdlaCompute.attach_configuration(
-            "rg",
-            "myadla",
-            endpoint=server.url,
-            tenant_id=server.tenant_id,
-            client_id=server.client_id,
-            client_secret=server.client_secret,
-            authority=server.authority,
-        )
-        ComputeTarget.attach(workspace, "adla", config)
+        ComputeTarget.attach(workspace, "adla", server.attach_configuration())
         connections()
         yield server
     ComputeTarget(workspace, "adla").detach()

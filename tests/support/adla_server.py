@@ -670,6 +670,20 @@ class AdlaServer:
         """The token endpoint, ``<authority>/<tenant_id>/oauth2/v2.0/token``."""
         return f"{self.authority}/{self.tenant_id}/oauth2/v2.0/token"
 
+    def attach_configuration(self) -> Any:
+        """``AdlaCompute.attach_configuration`` for this account: its endpoint, service principal and authority."""
+        from aml_airflow_provider.core.compute import AdlaCompute
+
+        return AdlaCompute.attach_configuration(
+            "rg",
+            self.account,
+            endpoint=self.url,
+            tenant_id=self.tenant_id,
+            client_id=self.client_id,
+            client_secret=self.client_secret,
+            authority=self.authority,
+        )
+
     def ca_env(self) -> dict[str, str]:
         """Environment variables that make ``requests`` and ``ssl`` trust the authority (for ``monkeypatch.setenv``)."""
         return {"REQUESTS_CA_BUNDLE": self.ca_file, "SSL_CERT_FILE": self.ca_file}
