@@ -131,9 +131,10 @@ def make_server(base: Path) -> AirflowServer:
             "AIRFLOW_HOME": str(home),
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"postgresql+psycopg2://postgres@127.0.0.1:5432/{database}",
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-            # Remote waits (Databricks) go to the triggerer, polling the test's stand-in every second.
+            # Remote waits (Databricks, ADLA) go to the triggerer, polling the test's stand-in every second.
             "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": "True",
             "AIRFLOW__AML__DATABRICKS_POLL_SECONDS": "1",
+            "AIRFLOW__AML__ADLA_POLL_SECONDS": "1",
             "AIRFLOW__CORE__PARALLELISM": "4",
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__DAGS_FOLDER": str(home / "dags"),
