@@ -69,6 +69,23 @@ def get_provider_info() -> dict[str, Any]:
                 },
             },
             {
+                "hook-class-name": "aml_airflow_provider.hooks.datastore.AmlSqlDatastoreHook",
+                "hook-name": "AML SQL datastore",
+                "connection-type": "aml_sql_datastore",
+                "conn-fields": {
+                    "sql_kind": {
+                        "label": "Database kind",
+                        "schema": {"type": ["string", "null"], "enum": ["postgresql", "mysql", "sqlserver", None]},
+                    },
+                    "server_name": {"label": "Server", "schema": string},
+                    "port": {"label": "Port", "schema": {"type": ["integer", "null"]}},
+                    "database_name": {"label": "Database", "schema": string},
+                    "user_id": {"label": "User", "schema": string},
+                    "ssl": {"label": "Require TLS", "schema": {"type": ["boolean", "null"]}},
+                },
+                "ui-field-behaviour": {"hidden-fields": ["host", "schema", "login", "port"]},
+            },
+            {
                 "hook-class-name": "aml_airflow_provider.hooks.compute.AmlComputeHook",
                 "hook-name": "AML compute target",
                 "connection-type": "aml_compute",

@@ -43,6 +43,7 @@ def test_airflow_lists_the_provider_and_its_connection_types(tmp_path):
         "aml_local_datastore": "aml_airflow_provider.hooks.datastore.AmlLocalDatastoreHook",
         "aml_compute": "aml_airflow_provider.hooks.compute.AmlComputeHook",
         "aml_adla": "aml_airflow_provider.hooks.adla.AdlaHook",
+        "aml_sql_datastore": "aml_airflow_provider.hooks.datastore.AmlSqlDatastoreHook",
     }
 
 

@@ -42,7 +42,8 @@ class Datastore:
             return workspace.get_default_datastore()
         record = _record or _lookup(workspace, name)
         kind = DatastoreConfig.from_connection(name, record.conn_type, record.extra, None).kind
-        self = object.__new__(_CLASSES[kind])
+        cls = _SQL_CLASSES.get(record.extra.get("sql_kind"), SqlDatastore) if kind == "sql" else _CLASSES[kind]
+        self = object.__new__(cls)
         self.workspace = workspace
         self.name = name
         self._record = record
@@ -153,6 +154,104 @@ class Datastore:
         root = Path(path).expanduser().resolve()
         root.mkdir(parents=True, exist_ok=True)
         return _register(workspace, datastore_name, "local", {"root": str(root)}, None, overwrite)  # type: ignore[return-value]
+
+    @staticmethod
+    def register_azure_sql_database(
+        workspace: Workspace,
+        datastore_name: str,
+        server_name: str,
+        database_name: str,
+        tenant_id: str | None = None,
+        client_id: str | None = None,
+        client_secret: str | None = None,
+        resource_url: str | None = None,
+        authority_url: str | None = None,
+        endpoint: str | None = None,
+        overwrite: bool = False,
+        username: str | None = None,
+        password: str | None = None,
+        subscription_id: str | None = None,
+        resource_group: str | None = None,
+        grant_workspace_access: bool = False,
+        port_number: int | None = None,
+        **kwargs: Any,
+    ) -> SqlDatastore:
+        """Register an Azure SQL Database (SQL Server) as a datastore, with SQL authentication.
+
+        :param server_name: the server (``myserver`` means ``myserver.database.windows.net``), or a host name
+        :param database_name: the database
+        :param username: the SQL login
+        :param password: its password; kept only in the Airflow connection
+        :param endpoint: the server suffix (default ``database.windows.net``)
+        :param port_number: default 1433
+        :param tenant_id: service-principal authentication is not available here (give username/password)
+        """
+        if client_id or client_secret or tenant_id:
+            raise UserErrorException(
+                f"Datastore '{datastore_name}': service-principal authentication to Azure SQL is not available "
+                "here; register with username= and password= (SQL authentication)."
+            )
+        return _register_sql(
+            workspace, datastore_name, "sqlserver", server_name, database_name, username, password,
+            port_number or 1433, endpoint or "database.windows.net", True, overwrite,
+        )  # fmt: skip
+
+    @staticmethod
+    def register_azure_postgre_sql(
+        workspace: Workspace,
+        datastore_name: str,
+        server_name: str,
+        database_name: str,
+        user_id: str,
+        user_password: str | None,
+        port_number: int | None = None,
+        endpoint: str | None = None,
+        overwrite: bool = False,
+        enforce_ssl: bool = True,
+        **kwargs: Any,
+    ) -> SqlDatastore:
+        """Register an Azure Database for PostgreSQL (or any PostgreSQL server) as a datastore.
+
+        :param server_name: the server (``myserver`` means ``myserver.postgres.database.azure.com``), or a
+            host name or address (``127.0.0.1``)
+        :param database_name: the database
+        :param user_id: the user
+        :param user_password: the password (``None`` for trust authentication); kept only in the connection
+        :param port_number: default 5432
+        :param endpoint: the server suffix (default ``postgres.database.azure.com``)
+        :param enforce_ssl: require TLS (v1's default); a local server usually needs ``False``
+        """
+        return _register_sql(
+            workspace, datastore_name, "postgresql", server_name, database_name, user_id, user_password,
+            port_number or 5432, endpoint or "postgres.database.azure.com", enforce_ssl, overwrite,
+        )  # fmt: skip
+
+    @staticmethod
+    def register_azure_my_sql(
+        workspace: Workspace,
+        datastore_name: str,
+        server_name: str,
+        database_name: str,
+        user_id: str,
+        user_password: str | None,
+        port_number: int | None = None,
+        endpoint: str | None = None,
+        overwrite: bool = False,
+        **kwargs: Any,
+    ) -> SqlDatastore:
+        """Register an Azure Database for MySQL (or any MySQL/MariaDB server) as a datastore.
+
+        :param server_name: the server (``myserver`` means ``myserver.mysql.database.azure.com``), or a host name
+        :param database_name: the database
+        :param user_id: the user
+        :param user_password: the password; kept only in the connection
+        :param port_number: default 3306
+        :param endpoint: the server suffix (default ``mysql.database.azure.com``)
+        """
+        return _register_sql(
+            workspace, datastore_name, "mysql", server_name, database_name, user_id, user_password,
+            port_number or 3306, endpoint or "mysql.database.azure.com", False, overwrite,
+        )  # fmt: skip
 
     @staticmethod
     def register_azure_file_share(workspace: Workspace, datastore_name: str, *args: Any, **kwargs: Any):
@@ -320,7 +419,91 @@ class LocalDatastore(Datastore):
         return self._record.extra["root"]
 
 
-_CLASSES: dict[str, type[Datastore]] = {"blob": AzureBlobDatastore, "local": LocalDatastore}
+class SqlDatastore(Datastore):
+    """A SQL database: a source or destination of a DataTransferStep only."""
+
+    datastore_type = "AzureSqlDatabase"
+
+    @property
+    def server_name(self) -> str:
+        return self._record.extra["server_name"]
+
+    @property
+    def database_name(self) -> str:
+        return self._record.extra["database_name"]
+
+    @property
+    def sql_kind(self) -> str:
+        return self._record.extra["sql_kind"]
+
+    @cached_property
+    def _sql(self) -> Any:
+        from aml_airflow_provider.storage import open_sql
+
+        record = self._record
+        return open_sql(DatastoreConfig.from_connection(self.name, record.conn_type, record.extra, record.password))
+
+
+class AzureSqlDatabaseDatastore(SqlDatastore):
+    """Azure SQL Database (SQL Server)."""
+
+    datastore_type = "AzureSqlDatabase"
+
+
+class AzurePostgreSqlDatastore(SqlDatastore):
+    """Azure Database for PostgreSQL (any PostgreSQL server)."""
+
+    datastore_type = "AzurePostgreSql"
+
+
+class AzureMySqlDatastore(SqlDatastore):
+    """Azure Database for MySQL (any MySQL or MariaDB server)."""
+
+    datastore_type = "AzureMySql"
+
+
+_CLASSES: dict[str, type[Datastore]] = {"blob": AzureBlobDatastore, "local": LocalDatastore, "sql": SqlDatastore}
+_SQL_CLASSES: dict[str, type[SqlDatastore]] = {
+    "sqlserver": AzureSqlDatabaseDatastore,
+    "postgresql": AzurePostgreSqlDatastore,
+    "mysql": AzureMySqlDatastore,
+}
+
+
+def _register_sql(
+    workspace: Workspace,
+    name: str,
+    sql_kind: str,
+    server_name: str,
+    database_name: str,
+    user: str | None,
+    password: str | None,
+    port: int,
+    endpoint: str,
+    ssl: bool,
+    overwrite: bool,
+) -> SqlDatastore:
+    check_datastore_name(name)
+    for what, value in (("server_name", server_name), ("database_name", database_name), ("user", user)):
+        if not isinstance(value, str) or not value.strip():
+            raise UserErrorException(f"Datastore '{name}': {what} is required.")
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+        raise UserErrorException(f"Datastore '{name}': port_number {port!r} is not a TCP port.")
+    # v1 took the server's short name and added the service's suffix; a dotted name or address is a host.
+    host = (
+        server_name
+        if ("." in server_name or ":" in server_name or server_name == "localhost")
+        else (f"{server_name}.{endpoint}")
+    )
+    settings = {
+        "sql_kind": sql_kind,
+        "server_name": host,
+        "port": port,
+        "database_name": database_name,
+        "user_id": user,
+        "ssl": bool(ssl),
+    }
+    return _register(workspace, name, "sql", settings, password or None, overwrite)  # type: ignore[return-value]
 
 
 def _lookup(workspace: Workspace, name: str) -> ConnectionRecord:

@@ -1,7 +1,6 @@
 """``SqlDataReference``: a query, table or stored procedure on a SQL datastore (SDK v1 path).
 
-Only the model lives here so far: SQL datastores and the ``DataTransferStep`` that reads them are
-not part of this release, and a pipeline that uses one is rejected when it is built.
+Only a ``DataTransferStep`` reads or writes one: it copies the rows to or from a file datastore.
 """
 
 from __future__ import annotations

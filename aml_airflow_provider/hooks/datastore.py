@@ -8,7 +8,7 @@ from typing import Any
 from airflow.sdk import BaseHook
 
 from aml_airflow_provider.deployment.base import DATASTORE_CONN_PREFIX, datastore_conn_id
-from aml_airflow_provider.storage import DatastoreBackend, DatastoreConfig, open_backend
+from aml_airflow_provider.storage import DatastoreBackend, DatastoreConfig, open_backend, open_sql
 
 
 class AmlDatastoreHook(BaseHook):
@@ -39,10 +39,18 @@ class AmlDatastoreHook(BaseHook):
         return conn_id.rsplit(".", 1)[-1] if conn_id.startswith(DATASTORE_CONN_PREFIX) else conn_id
 
     @cached_property
-    def backend(self) -> DatastoreBackend:
+    def config(self) -> DatastoreConfig:
         conn = self.get_connection(self.aml_datastore_conn_id)
-        config = DatastoreConfig.from_connection(self.datastore_name, conn.conn_type, conn.extra, conn.password)
-        return open_backend(config)
+        return DatastoreConfig.from_connection(self.datastore_name, conn.conn_type, conn.extra, conn.password)
+
+    @cached_property
+    def backend(self) -> DatastoreBackend:
+        return open_backend(self.config)
+
+    @cached_property
+    def sql(self) -> Any:
+        """The SQL database of a SQL datastore (:class:`~aml_airflow_provider.storage.sql.SqlStore`)."""
+        return open_sql(self.config)
 
     def get_conn(self) -> DatastoreBackend:
         return self.backend
@@ -61,3 +69,17 @@ class AmlLocalDatastoreHook(AmlDatastoreHook):
 
     conn_type = "aml_local_datastore"
     hook_name = "AML local-folder datastore"
+
+
+class AmlSqlDatastoreHook(AmlDatastoreHook):
+    """A SQL database registered as a datastore (PostgreSQL, MySQL/MariaDB, SQL Server)."""
+
+    conn_type = "aml_sql_datastore"
+    hook_name = "AML SQL datastore"
+
+    def test_connection(self) -> tuple[bool, str]:
+        try:
+            self.sql.check_access()
+        except Exception as exc:  # the UI shows the message; the store redacts the password
+            return False, str(exc)
+        return True, f"Reached {self.sql.describe()}"

@@ -15,6 +15,7 @@ _OPERATORS: dict[str, str] = {
     "PythonScriptStep": "aml_airflow_provider.operators.python_script_step.PythonScriptStepOperator",
     "DatabricksStep": "aml_airflow_provider.operators.databricks_step.DatabricksStepOperator",
     "AdlaStep": "aml_airflow_provider.operators.adla_step.AdlaStepOperator",
+    "DataTransferStep": "aml_airflow_provider.operators.data_transfer.DataTransferOperator",
 }
 
 

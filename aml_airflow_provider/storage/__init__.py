@@ -1,4 +1,5 @@
-"""Datastore backends: a local folder and an Azure Blob container, opened from a :class:`DatastoreConfig`.
+"""Datastore backends: a local folder and an Azure Blob container (and SQL databases, which only a
+DataTransferStep reads or writes), opened from a :class:`DatastoreConfig`.
 
 A datastore is registered as an Airflow connection (see :mod:`aml_airflow_provider.core.datastore`):
 its settings live in the connection's ``extra`` and its credential, if any, in the password. This
@@ -15,7 +16,7 @@ from typing import Any
 from aml_airflow_provider.storage.base import DatastoreBackend, RemoteFile, TransferStats
 
 #: Airflow connection types of datastores, by backend kind.
-CONN_TYPES = {"blob": "aml_blob_datastore", "local": "aml_local_datastore"}
+CONN_TYPES = {"blob": "aml_blob_datastore", "local": "aml_local_datastore", "sql": "aml_sql_datastore"}
 KIND_BY_CONN_TYPE = {v: k for k, v in CONN_TYPES.items()}
 
 #: How a blob datastore authenticates; the secret (if any) is the connection password.
@@ -27,10 +28,12 @@ class DatastoreConfig:
     """Everything needed to open a datastore.
 
     :param name: datastore name
-    :param kind: ``blob`` or ``local``
+    :param kind: ``blob``, ``local`` or ``sql``
     :param settings: non-secret settings. blob: ``container_name``, ``account_name``, ``account_url``,
-        ``credential`` (one of :data:`BLOB_CREDENTIALS`); local: ``root`` (an absolute folder)
-    :param secret: account key, SAS token or connection string; never logged or put in a spec
+        ``credential`` (one of :data:`BLOB_CREDENTIALS`); local: ``root`` (an absolute folder); sql:
+        ``sql_kind`` (``postgresql``, ``mysql``, ``sqlserver``), ``server_name``, ``port``,
+        ``database_name``, ``user_id``, ``ssl``
+    :param secret: account key, SAS token, connection string or database password; never logged or put in a spec
     """
 
     name: str
@@ -62,7 +65,29 @@ def open_backend(config: DatastoreConfig) -> DatastoreBackend:
         from aml_airflow_provider.storage.blob import BlobBackend
 
         return BlobBackend(config.name, config.settings, config.secret)
+    if config.kind == "sql":
+        from aml_airflow_provider.exceptions import DatastoreError
+
+        raise DatastoreError(
+            f"Datastore '{config.name}' is a SQL database: steps cannot read or write it as files. Copy between "
+            "it and a blob or folder datastore with a DataTransferStep."
+        )
     raise ValueError(f"Unknown datastore kind {config.kind!r} for datastore '{config.name}'.")
 
 
-__all__ = ["CONN_TYPES", "DatastoreBackend", "DatastoreConfig", "RemoteFile", "TransferStats", "open_backend"]
+def open_sql(config: DatastoreConfig):
+    """Open a SQL datastore (a :class:`~aml_airflow_provider.storage.sql.SqlStore`)."""
+    from aml_airflow_provider.storage.sql import open_sql_store
+
+    return open_sql_store(config.name, config.settings["sql_kind"], config.settings, config.secret)
+
+
+__all__ = [
+    "CONN_TYPES",
+    "DatastoreBackend",
+    "DatastoreConfig",
+    "RemoteFile",
+    "TransferStats",
+    "open_backend",
+    "open_sql",
+]

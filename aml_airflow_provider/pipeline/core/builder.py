@@ -193,8 +193,8 @@ def _normalise_input(item: object, step_name: str) -> _Input:
         return _Input(param.name, param, binding.mode, binding.path_on_compute, binding.overwrite)
     if isinstance(item, SqlDataReference):
         raise StepDefinitionError(
-            f"Step '{step_name}': a SqlDataReference can only be used by a DataTransferStep, which this "
-            "release does not have."
+            f"Step '{step_name}': a SqlDataReference can only be used by a DataTransferStep (copy the rows to a "
+            "blob or folder datastore first)."
         )
     raise StepDefinitionError(
         f"Step '{step_name}': unexpected input type {type(item).__name__}; give a DataReference, PipelineData, "
