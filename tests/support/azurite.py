@@ -1,17 +1,20 @@
 """Pytest plugin: a real Azure Blob Storage emulator (Azurite) for the whole test session.
 
 ``azurite`` starts ``node_modules/.bin/azurite-blob`` on a free port once per session;
-``blob_container`` gives each test a fresh container in it.
+``blob_container`` gives each test a fresh container in it. ``azurite_two_accounts`` is a second
+instance serving two storage accounts, for cross-account copies and for tests that stop it.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import os
 import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -21,6 +24,9 @@ AZURITE_BIN = REPO_ROOT / "node_modules" / ".bin" / "azurite-blob"
 #: Azurite's fixed development account and its publicly documented key.
 ACCOUNT_NAME = "devstoreaccount1"
 ACCOUNT_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+#: A second account for cross-account tests; its key is made up (Azurite takes any base64 key).
+SECOND_ACCOUNT_NAME = "amlsecondacct"
+SECOND_ACCOUNT_KEY = base64.b64encode(b"aml-airflow-provider: second Azurite test account key, not secret").decode()
 START_TIMEOUT = 30.0
 #: Printed once Azurite has saved its metadata and stopped serving.
 _CLOSED_MESSAGE = "Azurite Blob service successfully closed"
@@ -46,17 +52,34 @@ class Azurite:
     :param binary: the ``azurite-blob`` executable
     :param workdir: folder for its data (``location``) and its output log
     :param port: TCP port on 127.0.0.1; kept across :meth:`stop`/:meth:`start`
+    :param accounts: account name -> key served instead of the default account alone (Azurite's
+        ``AZURITE_ACCOUNTS``); the first one is :attr:`account_name`. ``None``: Azurite's default.
     """
 
     account_name = ACCOUNT_NAME
     account_key = ACCOUNT_KEY
 
-    def __init__(self, binary: Path, workdir: Path, port: int) -> None:
+    def __init__(self, binary: Path, workdir: Path, port: int, accounts: Mapping[str, str] | None = None) -> None:
         self.binary = binary
         self.location = workdir / "data"
         self.log_path = workdir / "azurite.log"
         self.port = port
+        self.accounts = dict(accounts) if accounts else {ACCOUNT_NAME: ACCOUNT_KEY}
+        self._custom_accounts = bool(accounts)
+        if accounts:
+            self.account_name, self.account_key = next(iter(self.accounts.items()))
         self._proc: subprocess.Popen[bytes] | None = None
+
+    def account_url_of(self, account: str) -> str:
+        """The blob endpoint of one of :attr:`accounts`."""
+        return f"http://127.0.0.1:{self.port}/{account}"
+
+    def connection_string_of(self, account: str) -> str:
+        """A connection string (with the account key) for one of :attr:`accounts`."""
+        return (
+            f"DefaultEndpointsProtocol=http;AccountName={account};"
+            f"AccountKey={self.accounts[account]};BlobEndpoint={self.account_url_of(account)};"
+        )
 
     @property
     def account_url(self) -> str:
@@ -97,8 +120,11 @@ class Azurite:
         ]
         # Output goes to a file, not a pipe: nobody reads a pipe during the session, and a full
         # pipe would block the emulator.
+        env = None
+        if self._custom_accounts:
+            env = {**os.environ, "AZURITE_ACCOUNTS": ";".join(f"{n}:{k}" for n, k in self.accounts.items())}
         with open(self.log_path, "ab") as log:
-            self._proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            self._proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
         deadline = time.monotonic() + timeout
         while not _port_answers(self.port):
             if self._proc.poll() is not None:
@@ -135,6 +161,12 @@ class Azurite:
             proc.kill()
             proc.wait(timeout=10)
 
+    def restart(self, downtime: float = 0.0) -> None:
+        """Stop the emulator, stay down for ``downtime`` seconds, and start it again (same port and data)."""
+        self.stop()
+        time.sleep(downtime)
+        self.start()
+
 
 @pytest.fixture(scope="session")
 def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
@@ -165,3 +197,24 @@ def blob_container(azurite: Azurite) -> Iterator[str]:
     if azurite.running:  # a fault test may have left the emulator stopped
         with contextlib.suppress(ResourceNotFoundError):
             service.delete_container(name)
+
+
+@pytest.fixture(scope="session")
+def azurite_two_accounts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
+    """A second Azurite instance serving ``devstoreaccount1`` and :data:`SECOND_ACCOUNT_NAME`.
+
+    Azurite copies blobs server-side only within one instance, so cross-account copies need both
+    accounts here. Tests may stop and restart it without disturbing the session's ``azurite``.
+    """
+    if not AZURITE_BIN.exists():
+        pytest.fail(
+            f"Azurite is not installed ({AZURITE_BIN} is missing): run `make test` (it runs npm install).",
+            pytrace=False,
+        )
+    accounts = {ACCOUNT_NAME: ACCOUNT_KEY, SECOND_ACCOUNT_NAME: SECOND_ACCOUNT_KEY}
+    server = Azurite(AZURITE_BIN, tmp_path_factory.mktemp("azurite-two-accounts"), _free_port(), accounts)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
