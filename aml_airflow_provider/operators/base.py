@@ -512,6 +512,10 @@ class AmlStepOperator(BaseOperator):
         self.log.info("Step '%s' runs (fingerprint %s): %s", self.step_name, fingerprint.id, "; ".join(reasons))
         return None
 
+    def output_file_count(self, location: DatastoreUri) -> int:
+        """How many files an output holds (recorded for reuse: an output whose files are gone is not reused)."""
+        return len(self.backend(location.datastore).list_files(location.path))
+
     def _output_still_there(self, output: Mapping[str, Any]) -> bool:
         location = DatastoreUri.parse(output["uri"])
         return output["files"] == 0 or bool(self.backend(location.datastore).list_files(location.path))
@@ -528,7 +532,7 @@ class AmlStepOperator(BaseOperator):
         outputs = {}
         for name, uri in uris.items():
             location = DatastoreUri.parse(uri)
-            outputs[name] = {"uri": uri, "files": len(self.backend(location.datastore).list_files(location.path))}
+            outputs[name] = {"uri": uri, "files": self.output_file_count(location)}
         entry = {
             "fingerprint": fingerprint.id,
             "components": fingerprint.components,

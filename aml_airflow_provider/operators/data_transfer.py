@@ -85,6 +85,12 @@ class DataTransferOperator(AmlStepOperator):
 
         return AmlDatastoreHook.for_datastore(self.workspace, datastore).sql
 
+    def output_file_count(self, location: DatastoreUri) -> int:
+        # A SQL table destination holds rows, not files (0: nothing to check before reusing).
+        if self.destination and "sql" in self.destination:
+            return 0
+        return super().output_file_count(location)
+
     # -- identity ---------------------------------------------------------------------------------
     def fingerprint_components(self, parameter_env: dict[str, str]) -> dict[str, Any]:
         components: dict[str, Any] = {
