@@ -15,6 +15,11 @@ from __future__ import annotations
 class AmlProviderError(Exception):
     """Base class of every error raised by this package."""
 
+    @property
+    def message(self) -> str:
+        """The message (v1 exceptions had ``.message``; migrated ``except`` blocks read it)."""
+        return str(self)
+
 
 class UserErrorException(AmlProviderError, ValueError):
     """Something the user wrote or passed is invalid (SDK v1: ``azureml.exceptions.UserErrorException``)."""

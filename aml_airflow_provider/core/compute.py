@@ -86,10 +86,18 @@ class ComputeTarget:
 
     @staticmethod
     def create(workspace: Workspace, name: str, provisioning_configuration: Any) -> ComputeTarget:
-        raise ComputeTargetException(
-            f"Cannot create compute target '{name}': provisioned clusters are not supported by this release. "
-            "Leave compute_target=None (or use LocalCompute) to run steps on the Airflow workers."
-        )
+        """Register a compute made from ``<Class>.provisioning_configuration(...)`` (``DataFactoryCompute``).
+
+        :param workspace: the workspace
+        :param name: the compute's name in the workspace
+        :param provisioning_configuration: what ``provisioning_configuration`` returned
+        """
+        if not isinstance(provisioning_configuration, AttachConfiguration):
+            raise ComputeTargetException(
+                f"Cannot create compute target '{name}': provisioned clusters are not supported by this release. "
+                "Leave compute_target=None (or use LocalCompute) to run steps on the Airflow workers."
+            )
+        return ComputeTarget.attach(workspace, name, provisioning_configuration)
 
     @staticmethod
     def attach(workspace: Workspace, name: str, attach_configuration: Any) -> ComputeTarget:
@@ -411,10 +419,28 @@ class AdlaCompute(ComputeTarget):
         )
 
 
-class DataFactoryCompute(_Unsupported):
-    """An attached Data Factory (not supported yet)."""
+class DataFactoryProvisioningConfiguration(AttachConfiguration):
+    """What :meth:`DataFactoryCompute.provisioning_configuration` returns: a name for the worker's copier."""
+
+    def connection(self, conn_id: str, name: str) -> ConnectionRecord:
+        return ConnectionRecord(
+            conn_id,
+            COMPUTE_CONN_TYPE,
+            {COMPUTE_TYPE_KEY: DataFactoryCompute.type},
+            description=f"AML compute '{name}' (DataTransferStep copies run on the Airflow worker)",
+        )
+
+
+class DataFactoryCompute(ComputeTarget):
+    """v1's Data Factory compute. DataTransferStep copies run on the Airflow worker here, so this is a
+    name only: v1 code that finds or creates one keeps working."""
 
     type = "DataFactory"
+
+    @staticmethod
+    def provisioning_configuration(compute_location: str | None = None) -> DataFactoryProvisioningConfiguration:
+        """For ``ComputeTarget.create(ws, name, ...)``; ``compute_location`` is accepted and ignored."""
+        return DataFactoryProvisioningConfiguration()
 
 
 class DockerCompute(_Unsupported):

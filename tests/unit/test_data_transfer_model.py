@@ -163,3 +163,26 @@ def test_compute_target_must_be_a_data_factory_or_a_name(workspace):
 def test_a_sql_reference_elsewhere_says_where_it_belongs(workspace, sql_stores):
     with pytest.raises(StepDefinitionError, match="can only be used by a DataTransferStep"):
         PythonScriptStep("x.py", inputs=[SqlDataReference(sql_stores[0], "q", sql_query="select 1")])
+
+
+def test_v1_data_factory_code_runs_as_written(workspace):
+    from aml_airflow_provider.core.compute import DataFactoryCompute
+    from aml_airflow_provider.exceptions import ComputeTargetException
+
+    # The v1 notebook's pattern: find the compute, create it when missing.
+    try:
+        data_factory = DataFactoryCompute(workspace, "adf-compute")
+    except ComputeTargetException as e:
+        assert "ComputeTargetNotFound" in e.message
+        config = DataFactoryCompute.provisioning_configuration()
+        data_factory = ComputeTarget.create(workspace, "adf-compute", config)
+        data_factory.wait_for_completion()
+    assert isinstance(DataFactoryCompute(workspace, "adf-compute"), DataFactoryCompute)
+    store = workspace.get_default_datastore()
+    step = DataTransferStep(
+        "copy",
+        DataReference(store, path_on_datastore="a", data_reference_name="a"),
+        DataReference(store, path_on_datastore="b", data_reference_name="b"),
+        compute_target=data_factory,
+    )
+    assert step.compute_name == "adf-compute"
