@@ -35,7 +35,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 
 ## Benchmarks; results go to bench/RESULTS.md.
-bench: $(STAMP)
+bench: $(STAMP) $(NODE_STAMP)
 	$(PY) bench/run.py
 
 clean:

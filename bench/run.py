@@ -7,6 +7,10 @@ Run with ``make bench`` (``.venv/bin/python bench/run.py``); writes ``bench/RESU
    edges as a DAG of ``EmptyOperator`` s.
 2. DAG-file parse: write the generated DAG file (``write_dag_file``) and a hand-written one with the
    same edges, and let ``parse_worker.py`` parse and serialise both as Airflow's DAG processor does.
+3. Runs through Airflow (``runs.py``).
+4. Data transfer (``transfer.py``): ``copy_files`` against plain and hand-tuned ``azure-storage-blob``
+   code, on Azurite. ``--transfer-only`` runs just this part and prints its section instead of
+   writing ``bench/RESULTS.md`` (which only a full run writes).
 
 It exits non-zero only when something fails (a DAG with the wrong edges, an import error, ...), never
 because a ratio misses its goal.
@@ -14,6 +18,7 @@ because a ratio misses its goal.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -143,6 +148,19 @@ def run_runs_worker(workdir: Path) -> dict[str, Any]:
     return json.loads(results_path.read_text())
 
 
+def run_transfer_worker(workdir: Path) -> dict[str, Any]:
+    """Run ``transfer.py`` (data transfer on Azurite) in a fresh interpreter; return its results.
+
+    Its progress lines (one per measurement) go to this process's output.
+    """
+    folder, results_path = workdir / "transfer", workdir / "transfer.json"
+    folder.mkdir()
+    subprocess.run(
+        [sys.executable, str(BENCH_DIR / "transfer.py"), str(folder), str(results_path)], check=True, cwd=ROOT
+    )
+    return json.loads(results_path.read_text())
+
+
 def profile_build(ws: Workspace, graph: Graph, source_dir: Path) -> dict[str, Any]:
     """cProfile of building, compiling and translating ``graph``."""
     from builders import build_pipeline
@@ -158,8 +176,27 @@ def worst_at_profile_size(graphs: list[Graph], ratio: dict[str, float]) -> Graph
     return max((g for g in graphs if g.size == PROFILE_SIZE), key=lambda g: ratio[g.name])
 
 
+def transfer_only() -> None:
+    """Run only the data-transfer benchmark and print its section of ``RESULTS.md``."""
+    started = time.perf_counter()
+    workdir = prepare_workdir()
+    transfer = run_transfer_worker(workdir)
+    shutil.rmtree(workdir)
+    print(f"\n{report.transfer_section(transfer, report.machine())}\n")
+    for title, profile in report.transfer_profile(transfer).items():
+        print(report.profile_tables(title, profile))
+    print(f"transfer benchmark done in {time.perf_counter() - started:.0f}s; {RESULTS.name} not written")
+
+
 def main() -> None:
-    """Run both measurements and write ``bench/RESULTS.md``."""
+    """Run every measurement and write ``bench/RESULTS.md``."""
+    parser = argparse.ArgumentParser(description="Benchmarks; results go to bench/RESULTS.md.")
+    parser.add_argument(
+        "--transfer-only", action="store_true", help="run only the data-transfer part and print its results"
+    )
+    if parser.parse_args().transfer_only:
+        transfer_only()
+        return
     started = time.perf_counter()
     workdir = prepare_workdir()
     # Airflow reads AIRFLOW_HOME when first imported, so nothing that imports it is imported earlier.
@@ -183,6 +220,8 @@ def main() -> None:
     parse_profile = next(r["profile"] for r in results if r["graph"] == worst_parse.name and r["profile"])
     print("running pipelines through Airflow", flush=True)
     runs = run_runs_worker(workdir)
+    print("moving data through Azurite", flush=True)
+    transfer = run_transfer_worker(workdir)
 
     RESULTS.write_text(
         report.render(
@@ -190,6 +229,7 @@ def main() -> None:
             builds={name: times for name, (times, _) in builds.items()},
             parses=parses,
             runs=runs,
+            transfer=transfer,
             profiles={
                 f"build + translate of {worst_build.name}": build_profile,
                 f"parse + serialise of the generated {worst_parse.name} file": parse_profile,
