@@ -54,7 +54,6 @@ class RemoteStepOperator(AmlStepOperator):
     (:meth:`job_outcome`, :meth:`outcome_from_event`), cancel it (:meth:`cancel_job`) and which trigger
     waits for it (:meth:`job_trigger`).
 
-    :param poll_seconds_default: see :attr:`poll_config_key`
     :param deferrable: wait in the triggerer instead of a worker slot (default: ``[operators] default_deferrable``)
     :param polling_period_seconds: how often to ask for the job's state (default: the ``[aml]`` setting
         named by :attr:`poll_config_key`, else 30)

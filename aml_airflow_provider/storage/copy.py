@@ -542,18 +542,10 @@ class _BlobCopier:
         appeared meanwhile and ``overwrite`` is off."""
         from azure.core import MatchConditions
         from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceModifiedError
-        from azure.storage.blob import ContentSettings
 
         source = blob.content_settings
-        settings = ContentSettings(
-            content_type=source.content_type,
-            content_encoding=source.content_encoding,
-            content_language=source.content_language,
-            content_disposition=source.content_disposition,
-            cache_control=source.cache_control,
-            # Later copies and downloads verify against it; block-list blobs get none from the service.
-            content_md5=_md5_of(blob) or service_md5,
-        )
+        # Later copies and downloads verify against the MD5; block-list blobs get none from the service.
+        settings = _settings_with_md5(source, _md5_of(blob) or service_md5)
         # If-None-Match: * makes "don't overwrite" hold even against a writer racing us.
         conditions: dict[str, Any] = {} if self.overwrite else {"match_condition": MatchConditions.IfMissing}
         attempts = 0
@@ -696,6 +688,20 @@ def _committed_ids(client: BlobClient) -> list[str]:
     return [block.id for block in committed]
 
 
+def _settings_with_md5(settings: Any, md5: bytes | bytearray | None) -> Any:
+    """A blob's content settings with another Content-MD5 (Set Blob Properties and commits replace them all)."""
+    from azure.storage.blob import ContentSettings
+
+    return ContentSettings(
+        content_type=settings.content_type,
+        content_encoding=settings.content_encoding,
+        content_language=settings.content_language,
+        content_disposition=settings.content_disposition,
+        cache_control=settings.cache_control,
+        content_md5=md5,
+    )
+
+
 def _md5_of(blob: BlobProperties) -> bytes | None:
     md5 = blob.content_settings.content_md5 if blob.content_settings else None
     return bytes(md5) if md5 else None
@@ -805,7 +811,6 @@ def _blob_size_and_md5(dst: BlobBackend, name: str, md5: bytes) -> tuple[int, by
     """Size and Content-MD5 of a just-uploaded blob; a blob without one (a block upload) gets ``md5``."""
     from azure.core import MatchConditions
     from azure.core.exceptions import AzureError
-    from azure.storage.blob import ContentSettings
 
     client = dst.container_client.get_blob_client(name)
     try:
@@ -814,14 +819,7 @@ def _blob_size_and_md5(dst: BlobBackend, name: str, md5: bytes) -> tuple[int, by
         if current.content_md5:
             # Put Blob hashes what arrived: comparing is an end-to-end check.
             return props.size, bytes(current.content_md5)
-        settings = ContentSettings(
-            content_type=current.content_type,
-            content_encoding=current.content_encoding,
-            content_language=current.content_language,
-            content_disposition=current.content_disposition,
-            cache_control=current.cache_control,
-            content_md5=md5,
-        )
+        settings = _settings_with_md5(current, md5)
         # Set Blob Properties replaces every content setting, hence the copy of the others above.
         client.set_http_headers(settings, etag=props.etag, match_condition=MatchConditions.IfNotModified)
     except (AzureError, ValueError) as exc:

@@ -24,6 +24,7 @@ from aml_airflow_provider.storage.blob import (
     ensure_container,
     parse_connection_string,
 )
+from tests.support.files import make_tree, read_tree
 
 MiB = 1024 * 1024
 TREE = {"a.csv": b"1,2\n", "sub/b.csv": b"3,4\n", "sub/deeper/c.bin": os.urandom(5000), "z.txt": b"z"}
@@ -50,18 +51,6 @@ def make_backend(azurite, blob_container):
 @pytest.fixture
 def store(make_backend) -> BlobBackend:
     return make_backend()
-
-
-def make_tree(root: Path, files: dict[str, bytes]) -> Path:
-    for rel, data in files.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-    return root
-
-
-def read_tree(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 def md5_of(path: Path) -> str:

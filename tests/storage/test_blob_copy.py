@@ -23,6 +23,7 @@ from aml_airflow_provider.storage.blob import BlobBackend
 from aml_airflow_provider.storage.copy import copy_blobs, copy_files
 from aml_airflow_provider.storage.local import LocalBackend
 from tests.support.azurite import ACCOUNT_NAME, SECOND_ACCOUNT_NAME
+from tests.support.files import make_tree, read_tree
 
 MiB = 1024 * 1024
 TREE = {
@@ -81,18 +82,6 @@ def read_blobs(store: BlobBackend, prefix: str = "") -> dict[str, bytes]:
 def md5_property(store: BlobBackend, name: str) -> str | None:
     md5 = store.container_client.get_blob_client(name).get_blob_properties().content_settings.content_md5
     return bytes(md5).hex() if md5 else None
-
-
-def make_tree(root: Path, files: dict[str, bytes]) -> Path:
-    for rel, data in files.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-    return root
-
-
-def read_tree(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 def spoil_md5(store: BlobBackend, name: str) -> str:

@@ -11,23 +11,12 @@ import pytest
 from aml_airflow_provider.exceptions import DatastoreError
 from aml_airflow_provider.storage import DatastoreConfig, open_backend
 from aml_airflow_provider.storage.local import STAGING_DIR, LocalBackend
+from tests.support.files import make_tree, read_tree
 
 
 @pytest.fixture
 def store(tmp_path: Path) -> LocalBackend:
     return LocalBackend("local_ds", tmp_path / "store")
-
-
-def make_tree(root: Path, files: dict[str, bytes]) -> Path:
-    for rel, data in files.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-    return root
-
-
-def read_tree(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 TREE = {"a.csv": b"1,2\n", "sub/b.csv": b"3,4\n", "sub/deeper/c.bin": bytes(range(256)) * 10, "z.txt": b"z"}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -12,7 +11,7 @@ from aml_airflow_provider.core.compute import AdlaCompute, ComputeTarget
 from aml_airflow_provider.exceptions import ScriptNotFoundError, StepDefinitionError
 from aml_airflow_provider.pipeline.core.builder import PipelineStep, StepContext
 from aml_airflow_provider.pipeline.core.graph import PipelineParameter
-from aml_airflow_provider.pipeline.steps.python_script_step import _check_script_name
+from aml_airflow_provider.pipeline.steps.python_script_step import _check_script_name, check_script, warn_hash_paths
 
 if TYPE_CHECKING:
     from aml_airflow_provider.spec import StepSpec
@@ -104,12 +103,7 @@ class AdlaStep(PipelineStep):
         if not isinstance(allow_reuse, bool):
             raise StepDefinitionError(f"{where}: allow_reuse must be True or False.")
         self.source_directory = Path(source_directory).resolve() if source_directory is not None else None
-        if hash_paths:
-            warnings.warn(
-                "hash_paths is deprecated (as in SDK v1) and ignored: the whole source_directory counts.",
-                DeprecationWarning,
-                stacklevel=2,
-            )
+        warn_hash_paths(hash_paths)
         self.compute_target = compute_target
         self.allow_reuse = allow_reuse
         self.version = None if version is None else str(version)
@@ -123,14 +117,11 @@ class AdlaStep(PipelineStep):
         self, step_name: str, source_directory: Path, inputs: Any, outputs: Any, params: Any
     ) -> list[StepDefinitionError]:
         """The script must exist, and every ``@@name@@`` in it must have a value."""
+        try:
+            check_script(source_directory, self.script_name, step_name)
+        except ScriptNotFoundError as exc:
+            return [exc]
         script = source_directory / self.script_name
-        if not script.is_file():
-            return [
-                ScriptNotFoundError(
-                    f"Step [{step_name}]: script not found at "
-                    f"{str(script)!r}. Make sure script_name is relative to source_directory."
-                )
-            ]
         known = set(params or {})
         for item in [*(inputs or ()), *(outputs or ())]:
             for attr in ("output_name", "name"):

@@ -140,9 +140,6 @@ class DataTransferStep(PipelineStep):
         # The pipeline checks every datastore belongs to its workspace, SQL ones included.
         return super()._datastores() + self._sql_datastores
 
-    def _check(self, ctx: StepContext) -> list[str]:
-        return []
-
     def _to_spec(self, ctx: StepContext) -> StepSpec:
         config = {
             "source_sql": self.source_sql,

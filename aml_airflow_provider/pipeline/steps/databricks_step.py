@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,7 +25,7 @@ from aml_airflow_provider.core.runconfig import RunConfiguration
 from aml_airflow_provider.exceptions import ScriptNotFoundError, StepDefinitionError
 from aml_airflow_provider.pipeline.core.builder import PipelineStep, StepContext
 from aml_airflow_provider.pipeline.core.graph import PipelineParameter
-from aml_airflow_provider.pipeline.steps.python_script_step import _check_script_name
+from aml_airflow_provider.pipeline.steps.python_script_step import _check_script_name, check_script, warn_hash_paths
 
 if TYPE_CHECKING:
     from aml_airflow_provider.spec import StepSpec
@@ -190,12 +189,7 @@ class DatabricksStep(PipelineStep):
         if not isinstance(allow_reuse, bool):
             raise StepDefinitionError(f"{where}: allow_reuse must be True or False.")
         self._compute = self._check_compute(compute_target, where)
-        if hash_paths:
-            warnings.warn(
-                "hash_paths is deprecated (as in SDK v1) and ignored: the whole source_directory counts.",
-                DeprecationWarning,
-                stacklevel=2,
-            )
+        warn_hash_paths(hash_paths)
         self.task = task
         # Only python_script_name uploads a folder; the pipeline's default folder holds local notebooks.
         self.source_directory = task.get("source_directory")
@@ -246,21 +240,9 @@ class DatabricksStep(PipelineStep):
         if kind == "python_script_name":
             task["target"] = _check_script_name(value, given["name"])
             source = Path(given["source_directory"]).resolve()
-            self._check_script(source, task["target"], str(given["name"]))
+            check_script(source, task["target"], str(given["name"]), "python_script_name")
             task["source_directory"] = source
         return task
-
-    @staticmethod
-    def _check_script(source_directory: Path, script: str, step_name: str) -> None:
-        if not source_directory.is_dir():
-            raise ScriptNotFoundError(
-                f"Step [{step_name}]: source_directory {str(source_directory)!r} is not a folder."
-            )
-        if not (source_directory / script).is_file():
-            raise ScriptNotFoundError(
-                f"Step [{step_name}]: script not found at {str(source_directory / script)!r}. Make sure "
-                "python_script_name is relative to source_directory."
-            )
 
     def _check_cluster(self, given: dict[str, Any], section: Any, where: str) -> dict[str, Any]:
         """The Jobs API cluster part: ``{"existing_cluster_id": ...}`` or ``{"new_cluster": {...}}``."""
@@ -365,7 +347,7 @@ class DatabricksStep(PipelineStep):
         if self.task["kind"] != "python_script_name":
             return []
         try:
-            self._check_script(self.task["source_directory"], self.task["target"], self.name)
+            check_script(self.task["source_directory"], self.task["target"], self.name, "python_script_name")
         except ScriptNotFoundError as exc:
             return [str(exc)]
         return []

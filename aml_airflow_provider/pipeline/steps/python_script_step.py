@@ -28,6 +28,30 @@ def _check_script_name(script_name: object, step: str) -> str:
     return script_name
 
 
+def check_script(source_directory: Path, script: str, step_name: str, argument: str = "script_name") -> None:
+    """Raise :class:`ScriptNotFoundError` unless ``script`` is a file in ``source_directory``.
+
+    :param argument: the step argument that named the script, for the message
+    """
+    if not source_directory.is_dir():
+        raise ScriptNotFoundError(f"Step [{step_name}]: source_directory {str(source_directory)!r} is not a folder.")
+    if not (source_directory / script).is_file():
+        raise ScriptNotFoundError(
+            f"Step [{step_name}]: script not found at {str(source_directory / script)!r}. Make sure "
+            f"{argument} is relative to source_directory."
+        )
+
+
+def warn_hash_paths(hash_paths: object) -> None:
+    """v1 deprecated ``hash_paths``: say it is ignored (the whole source directory counts)."""
+    if hash_paths:
+        warnings.warn(
+            "hash_paths is deprecated (as in SDK v1) and ignored: the whole source_directory counts.",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+
+
 class PythonScriptStep(PipelineStep):
     """Run ``python <script_name> <arguments>`` in a copy of ``source_directory``.
 
@@ -100,12 +124,7 @@ class PythonScriptStep(PipelineStep):
             else (runconfig.target if runconfig and runconfig.target != "local" else None),
             where,
         )
-        if hash_paths:
-            warnings.warn(
-                "hash_paths is deprecated (as in SDK v1) and ignored: the whole source_directory counts.",
-                DeprecationWarning,
-                stacklevel=2,
-            )
+        warn_hash_paths(hash_paths)
         self.runconfig = runconfig
         self.compute_target = compute_target
         self.allow_reuse = allow_reuse
@@ -113,15 +132,7 @@ class PythonScriptStep(PipelineStep):
         super().__init__(step_name, inputs, outputs, arguments, fix_port_name_collisions=True, params=params)
 
     def _check_script(self, source_directory: Path, step_name: str) -> None:
-        if not source_directory.is_dir():
-            raise ScriptNotFoundError(
-                f"Step [{step_name}]: source_directory {str(source_directory)!r} is not a folder."
-            )
-        if not (source_directory / self.script_name).is_file():
-            raise ScriptNotFoundError(
-                f"Step [{step_name}]: script not found at {str(source_directory / self.script_name)!r}. Make sure "
-                "script_name is relative to source_directory."
-            )
+        check_script(source_directory, self.script_name, step_name)
 
     def _check(self, ctx: StepContext) -> list[str]:
         try:
