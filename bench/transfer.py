@@ -12,7 +12,8 @@ container in one Azurite account; local folder to a blob container) by:
 - *tuned*: the fastest ``azure-storage-blob`` code we could write for the route (settings in :data:`TUNED`,
   picked by trying a few values on the benchmark machine);
 - *tuned_blocks* (1 GiB container to container only): hand-tuned Put Block From URL, the protocol
-  ``copy_files`` uses there; *tuned* uses Copy Blob, which Azurite completes without moving any bytes;
+  ``copy_files`` uses across accounts: what moving the bytes costs (Azurite completes a Copy Blob
+  within an account without moving any);
 - *ours*: ``copy_files`` between backends made by ``open_backend``, as a ``DataTransferStep`` runs it.
 
 Every measurement writes into a fresh container and times (wall clock) the transfer alone, counting the

@@ -20,7 +20,7 @@ from aml_airflow_provider.exceptions import DatastoreError
 log = logging.getLogger(__name__)
 
 #: Files transferred at once by ``upload_many``/``download_many``.
-DEFAULT_FILE_CONCURRENCY = 16
+DEFAULT_FILE_CONCURRENCY = 32
 #: Parallel chunks for one large blob.
 DEFAULT_CHUNK_CONCURRENCY = 8
 

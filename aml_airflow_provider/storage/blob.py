@@ -10,11 +10,14 @@ message is passed through :func:`redact` as well.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import logging
 import os
 import threading
+import urllib.request
 from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -43,9 +46,33 @@ DEFAULT_RETRY_BACKOFF = 2.0
 DEFAULT_CONNECTION_TIMEOUT = 20
 #: Per socket read: generous because one read may wait for a whole block to be stored.
 DEFAULT_READ_TIMEOUT = 120
+MiB = 1024 * 1024
+#: Files up to this size go up in one Put Blob (the SDK's default is 64 MiB): one request, hashed by the service.
+DEFAULT_SINGLE_PUT_SIZE = 32 * MiB
+#: Block size of larger uploads. The SDK's default, 4 MiB, costs 8 times the requests; the SDK streams
+#: blocks of this size from the file, so memory does not grow with it.
+DEFAULT_BLOCK_SIZE = 32 * MiB
+#: Environment variables in which ``requests`` looks for a CA bundle (in this order).
+_CA_BUNDLE_ENV = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
 _PUBLIC_SUFFIX = "core.windows.net"
 _TEMP_PREFIX = ".aml-tmp-"
 _AUTH_ERROR_STATUS = (401, 403)
+
+
+@dataclass(frozen=True)
+class Uploaded:
+    """What :meth:`BlobBackend.put_file` stored.
+
+    :param size: bytes sent
+    :param etag: the new blob's ETag
+    :param sent_md5: MD5 of the bytes sent (single-request uploads) or the ``content_md5`` given (block uploads)
+    :param service_md5: MD5 the service computed of the bytes it received (single-request uploads only)
+    """
+
+    size: int
+    etag: str
+    sent_md5: bytes | None
+    service_md5: bytes | None
 
 
 class BlobBackend(DatastoreBackend):
@@ -57,8 +84,9 @@ class BlobBackend(DatastoreBackend):
     :param secret: the connection string, account key or SAS token; ``None`` for
         ``default_azure_credential``. Never logged nor put in a message.
     :param chunk_concurrency: parallel blocks/ranges for one large blob
-    :param max_single_put_size: files up to this size go up in one request (SDK default 64 MiB)
-    :param max_block_size: block size of larger uploads (SDK default 4 MiB)
+    :param max_single_put_size: files up to this size go up in one request (default
+        :data:`DEFAULT_SINGLE_PUT_SIZE`)
+    :param max_block_size: block size of larger uploads (default :data:`DEFAULT_BLOCK_SIZE`)
     :param max_single_get_size: bytes fetched by the first download request (SDK default 32 MiB)
     :param max_chunk_get_size: range size of the rest of a download (SDK default 4 MiB)
     :param retry_total: retries of a request after a transient failure
@@ -78,8 +106,8 @@ class BlobBackend(DatastoreBackend):
         secret: str | None,
         *,
         chunk_concurrency: int = DEFAULT_CHUNK_CONCURRENCY,
-        max_single_put_size: int | None = None,
-        max_block_size: int | None = None,
+        max_single_put_size: int = DEFAULT_SINGLE_PUT_SIZE,
+        max_block_size: int = DEFAULT_BLOCK_SIZE,
         max_single_get_size: int | None = None,
         max_chunk_get_size: int | None = None,
         retry_total: int = DEFAULT_RETRY_TOTAL,
@@ -125,11 +153,11 @@ class BlobBackend(DatastoreBackend):
         self._client_options: dict[str, Any] = {
             "connection_timeout": connection_timeout,
             "read_timeout": read_timeout,
+            "max_single_put_size": max_single_put_size,
+            "max_block_size": max_block_size,
             **{
                 key: value
                 for key, value in (
-                    ("max_single_put_size", max_single_put_size),
-                    ("max_block_size", max_block_size),
                     ("max_single_get_size", max_single_get_size),
                     ("max_chunk_get_size", max_chunk_get_size),
                 )
@@ -138,8 +166,8 @@ class BlobBackend(DatastoreBackend):
         }
         self._retry = (retry_total, retry_backoff)
         self._client_lock = threading.Lock()
-        # The SDK's threshold decides whether an upload is a single request (see upload_file).
-        self._single_put_limit = max_single_put_size or 64 * 1024 * 1024
+        # The SDK's threshold decides whether an upload is a single request (see put_file).
+        self._single_put_limit = max_single_put_size
 
     # -- client -----------------------------------------------------------------------------------
     @cached_property
@@ -164,6 +192,10 @@ class BlobBackend(DatastoreBackend):
             retry_total=retry_total,
             random_jitter_range=backoff / 2,
         )
+        # Our own transport, so it gets the timeouts that the SDK would otherwise hand to the one it makes.
+        options["transport"] = self._transport(
+            connection_timeout=options.pop("connection_timeout"), read_timeout=options.pop("read_timeout")
+        )
         kind = self.credential_kind
         if kind == "connection_string":
             service = BlobServiceClient.from_connection_string(self._secret, **options)
@@ -177,6 +209,41 @@ class BlobBackend(DatastoreBackend):
 
             credential = DefaultAzureCredential()
         return ContainerClient(self.account_url, self.container_name, credential=credential, **options)
+
+    def _transport(self, **config: Any) -> Any:
+        """azure-core's ``requests`` transport, with a connection pool for every thread that may use it.
+
+        ``requests`` keeps 10 connections per host and opens (and drops) one per request beyond that,
+        while the copies here run up to ``file_concurrency`` x ``chunk_concurrency`` requests at once.
+        It also reads the environment (proxies, CA bundle) on every request, a scan of ``os.environ``
+        that costs more than a small request itself: so it reads it once, here, unless a proxy is set
+        (whose ``no_proxy`` rules only ``requests`` applies).
+
+        :param config: azure-core connection settings (timeouts)
+        """
+        import requests
+        from azure.core.pipeline.transport import RequestsTransport
+        from requests.adapters import HTTPAdapter
+        from urllib3.util.retry import Retry
+
+        try:  # azure-core's own adapter (bigger socket reads); private, hence the fallback
+            from azure.core.pipeline.transport._bigger_block_size_http_adapters import (
+                BiggerBlockSizeHTTPAdapter as Adapter,
+            )
+        except ImportError:  # pragma: no cover - depends on the azure-core release
+            Adapter = HTTPAdapter
+        session = requests.Session()
+        session.trust_env = bool(urllib.request.getproxies())
+        bundle = next((os.environ[name] for name in _CA_BUNDLE_ENV if os.environ.get(name)), None)
+        if bundle and not session.trust_env:
+            config["connection_verify"] = bundle  # what requests would have read per request
+        # As azure-core mounts it: retries are the SDK's job, not urllib3's.
+        retries = Retry(total=False, redirect=False, raise_on_status=False)
+        pool = max(10, self.file_concurrency * self.chunk_concurrency)
+        adapter = Adapter(pool_connections=4, pool_maxsize=pool, max_retries=retries)
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        return RequestsTransport(session=session, session_owner=True, **config)
 
     def browse_url(self, path: str = "") -> str:
         from urllib.parse import quote
@@ -297,32 +364,59 @@ class BlobBackend(DatastoreBackend):
         :param path: the blob name
         :param overwrite: replace an existing blob; if False and it exists, return False
         """
+        return self.put_file(local, path, overwrite=overwrite) is not None
+
+    def put_file(self, local: Path, path: str, *, overwrite: bool, content_md5: bytes | None = None) -> Uploaded | None:
+        """Upload ``local`` to the blob ``path`` and say what the service stored.
+
+        A file of up to ``max_single_put_size`` bytes is read, hashed and sent in one Put Blob; the
+        service hashes what arrived and stores that as the blob's Content-MD5, so comparing
+        :attr:`Uploaded.sent_md5` with :attr:`Uploaded.service_md5` checks the transfer end to end.
+        A larger file goes up in parallel blocks, committed (atomically) with ``content_md5`` as its
+        Content-MD5 when given: the service does not hash a block list.
+
+        :param local: the local file
+        :param path: the blob name
+        :param overwrite: replace an existing blob; if False and it exists, return None
+        :param content_md5: the MD5 of a large file, to store with it (ignored for single-request uploads)
+        :returns: what was stored, or None if the blob existed and ``overwrite`` is off
+        """
         from azure.core.exceptions import AzureError, ResourceExistsError
+        from azure.storage.blob import ContentSettings
 
         path = _blob_name(path, self.name, "write")
         local = Path(local)
         try:
+            # The blob client's upload returns the response headers (the container's, the client).
+            client = self.container_client.get_blob_client(path)
             with open(local, "rb") as stream:
                 size = os.fstat(stream.fileno()).st_size
-                if not overwrite and size > self._single_put_limit and self._exists(path):
-                    return False  # don't send gigabytes just to have the final commit refused
-                # A conditional commit (If-None-Match: *) guards the race when not overwriting.
-                self.container_client.upload_blob(
-                    name=path,
-                    data=stream,
+                if size <= self._single_put_limit:
+                    data = stream.read()
+                    size, sent = len(data), hashlib.md5(data, usedforsecurity=False).digest()
+                    # A conditional Put Blob (If-None-Match: *) guards the race when not overwriting.
+                    result = client.upload_blob(data, length=size, overwrite=overwrite)
+                    stored = result.get("content_md5")
+                    return Uploaded(size, result["etag"], sent, bytes(stored) if stored else None)
+                if not overwrite and self._exists(path):
+                    return None  # don't send gigabytes just to have the final commit refused
+                settings = ContentSettings(content_md5=content_md5) if content_md5 else None
+                result = client.upload_blob(
+                    stream,
                     length=size,
                     overwrite=overwrite,
+                    content_settings=settings,
                     max_concurrency=self.chunk_concurrency,
                 )
+                return Uploaded(size, result["etag"], content_md5, None)
         except ResourceExistsError as exc:
             if not overwrite:
-                return False
+                return None
             raise self._error(exc, "write", path) from None
         except (AzureError, ValueError) as exc:
             raise self._error(exc, "write", path) from None
         except OSError as exc:
             raise DatastoreError(f"Cannot upload {local} to {self.describe(path)}: {exc}") from exc
-        return True
 
     def _exists(self, path: str) -> bool:
         from azure.core.exceptions import ResourceNotFoundError

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import logging
 import math
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from aml_airflow_provider._names import normalize_datastore_path
 from aml_airflow_provider._secrets import redact
@@ -34,11 +35,13 @@ MiB = 1024 * 1024
 #: Range of the source that one Put Block From URL request copies; blobs up to this size take one request.
 DEFAULT_BLOCK_SIZE = 64 * MiB
 #: Files copied at once.
-DEFAULT_CONCURRENCY = 16
+DEFAULT_CONCURRENCY = 32
 #: Put Block List accepts at most this many blocks: bigger blobs get bigger blocks.
 MAX_BLOCKS = 50_000
 #: Largest range Put Block From URL copies in one request.
 MAX_BLOCK_SIZE = 4000 * MiB
+#: Largest blob Copy Blob From URL copies in one synchronous request (Azure's limit).
+SYNC_COPY_LIMIT = 256 * MiB
 #: Seconds one blob's requests may keep failing transiently (in all) before its copy gives up.
 RETRY_SECONDS = 60.0
 _FIRST_BACKOFF = 0.5
@@ -92,34 +95,37 @@ def copy_blobs(
 ) -> CopyStats:
     """Copy a blob, or every blob under a folder, to another (or the same) blob datastore, server-side.
 
-    The bytes never pass through this worker: the destination's storage service reads the source
-    through a URL carrying a read-only SAS valid for :data:`SAS_LIFETIME`, made per request from the
-    source's account key, its own SAS token, or (for ``default_azure_credential``) a user delegation
-    key. Every blob is copied with Put Block From URL and then committed with Put Block List, in
-    one account or across accounts alike:
+    The bytes never pass through this worker. The destination's storage service reads the source
+    through a URL carrying a read-only SAS valid for :data:`SAS_LIFETIME` (made once per copy from
+    the source's account key, or from a user delegation key for ``default_azure_credential``; a SAS
+    datastore's own token otherwise). Every request reads the source on condition that its ETag is
+    unchanged, so a source rewritten during the copy fails it instead of mixing two versions.
 
-    - a blob of up to ``block_size`` bytes is one Put Block From URL request that carries the
-      source's Content-MD5, so the service itself checks the bytes it read against it;
-    - a larger blob is copied as ``block_size`` ranges staged in parallel (the destination
-      datastore's ``chunk_concurrency`` at a time).
+    - **Within one storage account**, a blob of up to :data:`SYNC_COPY_LIMIT` bytes takes one
+      synchronous Copy Blob From URL request, which returns once the blob is complete and carries
+      the source's Content-MD5 for the service to check the bytes it read against; a larger blob
+      takes a Copy Blob (which Azure usually completes at once within an account), waited for and
+      then compared with the source (size, Content-MD5). Content settings and metadata are copied
+      by the service. A source without a Content-MD5 is copied as across accounts, so that it
+      gets one.
+    - **Across accounts**, where the bytes move between services, a blob is staged with Put Block
+      From URL, ``block_size`` bytes per request (ranges in parallel, the destination datastore's
+      ``chunk_concurrency`` at a time), and committed with Put Block List, with the source's
+      content settings, metadata and Content-MD5 (or, for a one-block copy of a source without
+      one, the MD5 the service computed). A one-block copy sends the source's Content-MD5 for the
+      service to check; a multi-block copy is read back and compared (size and Content-MD5: the
+      service does not hash a block list).
 
-    Put Blob From URL and Copy Blob are not used: Azurite does not implement the former, and an
-    asynchronous Copy Blob shows readers a pending destination and leaves a failed one behind,
-    while a Put Block List commit makes a blob appear complete or not at all. Every range is read
-    on condition that the source's ETag is unchanged, so a source rewritten during the copy fails
-    it instead of mixing two versions.
-
-    Each committed blob is verified: the destination's size must equal the source's, and its
-    Content-MD5 (set from the source's when committing, or from the service's MD5 of a one-block
-    copy when the source has none) must equal the source's. A failed verification deletes the bad
-    blob and raises :class:`DatastoreError` naming the blob and both values. For a multi-block
-    copy this MD5 check compares properties: the service does not hash a whole block list.
+    Either way a blob appears complete or not at all, but for a Copy Blob of more than
+    :data:`SYNC_COPY_LIMIT` bytes that Azure leaves pending: it is visible, with copy status
+    ``pending``, until it completes. A failed verification deletes the bad blob and raises
+    :class:`DatastoreError` naming the blob and both values.
 
     Requests failing transiently (connection refused or reset, timeouts, 408, 429, 5xx) are
     retried with exponential back-off, on top of the client's own retries, for up to
-    :data:`RETRY_SECONDS` per blob. Any other failure stops the copy, and the blobs this call
-    created are deleted; pre-existing blobs it already replaced (``overwrite=True``) keep their
-    new, verified content. No blob is ever left partial.
+    :data:`RETRY_SECONDS` per blob; a request whose answer was lost is recognised when retried.
+    Any other failure stops the copy, and the blobs this call created are deleted; pre-existing
+    blobs it already replaced (``overwrite=True``) keep their new, verified content.
 
     :param src: the source datastore
     :param src_path: the blob (``directory=False``) or folder (``directory=True``; '' for the whole
@@ -130,7 +136,7 @@ def copy_blobs(
     :param overwrite: replace destination blobs that exist; if False they are kept and counted in
         ``skipped`` (a blob appearing during the copy is kept too)
     :param report: called with a progress line every :data:`REPORT_INTERVAL` seconds and at the end
-    :param block_size: bytes per Put Block From URL request
+    :param block_size: bytes per Put Block From URL request (copies across accounts)
     :param concurrency: blobs copied at once
     :returns: what was copied
     :raises DatastoreError: nothing to copy, a copy onto itself, a failed verification, or a
@@ -145,18 +151,26 @@ def copy_blobs(
     dst_path = normalize_datastore_path(dst_path)
     blobs = _source_blobs(src, src_path, directory)
     pairs = _destinations([b.name for b in blobs], src, src_path, dst, dst_path, directory)
-    existing = _existing_blobs(dst, dst_path, directory)
-    copier = _BlobCopier(src, dst, overwrite=overwrite, existing=existing, block_size=block_size)
+    copier = _BlobCopier(src, dst, overwrite=overwrite, existing=set(), block_size=block_size)
+    # Needed to spare the blobs that were there from a clean-up (overwrite) and, across accounts, to not
+    # move a blob's bytes only to have its commit refused; within an account a refused Copy Blob is the
+    # cheaper check.
+    if overwrite or not copier.same_account:
+        copier.existing = _existing_blobs(dst, dst_path, directory)
+    existing = copier.existing
     todo = [(blob, name) for blob, (_, name) in zip(blobs, pairs, strict=True) if overwrite or name not in existing]
     progress = _Progress(len(pairs), report, skipped=len(pairs) - len(todo))
     copier.progress = progress
     log.info(
-        "Copying %d blob(s) server-side from %s to %s (%d already there%s)",
+        "Copying %d blob(s) server-side from %s to %s (%s)",
         len(pairs),
         src.describe(src_path),
         dst.describe(dst_path),
-        len(pairs) - len(todo),
-        ", replacing them" if overwrite else ", kept",
+        f"{len(existing)} already there, replacing them"
+        if overwrite
+        else "keeping any already there"
+        if copier.same_account
+        else f"{len(existing)} already there, kept",
     )
     with progress:
         try:
@@ -185,11 +199,14 @@ def copy_files(
     worker with the backends' own transfers (large blobs move in parallel chunks): a blob source
     is downloaded into a staging folder (the destination's :meth:`~DatastoreBackend.staging_dir`
     when it has one, else a temp folder) and checked against its size and Content-MD5; a local
-    source is read in place. The file is then written with the destination's ``upload_file``
-    (temp file and rename for a local folder, a commit for a blob, so never partial) and verified:
-    size and MD5 (a blob destination without a Content-MD5 gets it set, so later copies can
-    verify it). A mismatch deletes the bad file and raises :class:`DatastoreError` with both
-    values; on any failure the files this call created are deleted.
+    source is read in place. The file is then written (temp file and rename for a local folder, a
+    single Put Blob or a block commit for a blob, so never partial) and verified by size and MD5:
+    a file of up to the blob datastore's ``max_single_put_size`` goes up in one request, and the
+    MD5 the service computed of what arrived must equal that of the bytes sent; a larger file goes
+    up in parallel blocks and gets the MD5 computed here (while it goes up) as its Content-MD5, so
+    later copies can verify it; a folder destination is read back. A mismatch deletes the bad file
+    and raises :class:`DatastoreError` with both values; on any failure the files this call
+    created are deleted.
 
     :param src: the source datastore
     :param src_path: the file (``directory=False``) or folder (``directory=True``) to copy
@@ -359,7 +376,13 @@ class _SourceReader:
         self._lock = threading.Lock()
         self._delegation_key: UserDelegationKey | None = None
         self._delegation_expiry = datetime.min.replace(tzinfo=UTC)
-        if urlsplit(client.url).query:
+        self._sas: str | None = None
+        self._sas_expiry = datetime.min.replace(tzinfo=UTC)
+        url = urlsplit(client.url)
+        # Built by hand per blob: a BlobClient per URL costs more than the request it is for.
+        self._container_url = url._replace(query="", fragment="").geturl().rstrip("/")
+        self._query = url.query
+        if url.query:
             # A SAS datastore: its token is in every URL the client makes, and is what we can give.
             self.mode = "sas"
         elif getattr(self._credential, "account_key", None):
@@ -374,48 +397,54 @@ class _SourceReader:
             )
 
     def url(self, name: str) -> str:
-        """The URL of the source blob ``name`` with a fresh read-only SAS (or the datastore's own SAS)."""
-        from azure.storage.blob import BlobSasPermissions, generate_blob_sas
+        """The URL of the source blob ``name`` with a read-only SAS (or the datastore's own SAS)."""
+        blob_url = f"{self._container_url}/{quote(name, safe='~/')}"
+        return f"{blob_url}?{self._query if self.mode == 'sas' else self._read_sas()}"
 
-        blob_url = self.src.container_client.get_blob_client(name).url
-        if self.mode == "sas":
-            return blob_url
-        expiry = datetime.now(UTC) + SAS_LIFETIME
-        common: dict[str, Any] = {
-            "container_name": self.src.container_name,
-            "blob_name": name,
-            "permission": BlobSasPermissions(read=True),
-            "expiry": expiry,
-        }
-        if self.mode == "key":
-            sas = generate_blob_sas(self._credential.account_name, account_key=self._credential.account_key, **common)
-        else:
-            sas = generate_blob_sas(self.src.account_name, user_delegation_key=self._user_delegation_key(), **common)
-        return f"{blob_url}?{sas}"
-
-    def _user_delegation_key(self) -> UserDelegationKey:
-        from azure.core.exceptions import AzureError
-        from azure.storage.blob import BlobServiceClient
+    def _read_sas(self) -> str:
+        """A read-only SAS on the source container, made once per copy (and again when half its life is over)."""
+        from azure.storage.blob import ContainerSasPermissions, generate_container_sas
 
         with self._lock:
             now = datetime.now(UTC)
-            # Renewed while a SAS made from it would still outlive it.
-            if self._delegation_key is None or self._delegation_expiry - now < SAS_LIFETIME * 2:
-                expiry = now + SAS_LIFETIME * 4
-                service = BlobServiceClient(self.src.account_url, credential=self._credential)
-                try:
-                    self._delegation_key = service.get_user_delegation_key(now - timedelta(minutes=5), expiry)
-                except AzureError as exc:
-                    detail = redact(_first_line(getattr(exc, "message", None) or str(exc)))
-                    raise DatastoreError(
-                        f"Cannot copy from {self.src.describe()} server-side: it authenticates with the worker's "
-                        "Azure identity, so the destination's storage service can read it only through a user "
-                        f"delegation SAS, and getting a user delegation key failed ({type(exc).__name__}: {detail}). "
-                        "Give the identity the 'Storage Blob Delegator' and 'Storage Blob Data Reader' roles on the "
-                        "source account, or register the source datastore with an account key or a SAS token."
-                    ) from None
-                self._delegation_expiry = expiry
-            return self._delegation_key
+            if self._sas is None or self._sas_expiry - now < SAS_LIFETIME / 2:
+                expiry = now + SAS_LIFETIME
+                common: dict[str, Any] = {
+                    "container_name": self.src.container_name,
+                    "permission": ContainerSasPermissions(read=True),
+                    "expiry": expiry,
+                }
+                if self.mode == "key":
+                    key = self._credential.account_key
+                    self._sas = generate_container_sas(self._credential.account_name, account_key=key, **common)
+                else:
+                    delegation = self._user_delegation_key(now)
+                    self._sas = generate_container_sas(self.src.account_name, user_delegation_key=delegation, **common)
+                self._sas_expiry = expiry
+            return self._sas
+
+    def _user_delegation_key(self, now: datetime) -> UserDelegationKey:
+        """The user delegation key to sign with (called with the lock held)."""
+        from azure.core.exceptions import AzureError
+        from azure.storage.blob import BlobServiceClient
+
+        # Renewed while a SAS made from it would still outlive it.
+        if self._delegation_key is None or self._delegation_expiry - now < SAS_LIFETIME * 2:
+            expiry = now + SAS_LIFETIME * 4
+            service = BlobServiceClient(self.src.account_url, credential=self._credential)
+            try:
+                self._delegation_key = service.get_user_delegation_key(now - timedelta(minutes=5), expiry)
+            except AzureError as exc:
+                detail = redact(_first_line(getattr(exc, "message", None) or str(exc)))
+                raise DatastoreError(
+                    f"Cannot copy from {self.src.describe()} server-side: it authenticates with the worker's "
+                    "Azure identity, so the destination's storage service can read it only through a user "
+                    f"delegation SAS, and getting a user delegation key failed ({type(exc).__name__}: {detail}). "
+                    "Give the identity the 'Storage Blob Delegator' and 'Storage Blob Data Reader' roles on the "
+                    "source account, or register the source datastore with an account key or a SAS token."
+                ) from None
+            self._delegation_expiry = expiry
+        return self._delegation_key
 
 
 class _BlobCopier:
@@ -441,6 +470,8 @@ class _BlobCopier:
         self._created: list[tuple[str, str]] = []
         self._lock = threading.Lock()
         self._secrets = [src._secret, dst._secret]
+        # Copy Blob needs no bytes moved through a second request path within one account.
+        self.same_account = src.account_url.lower() == dst.account_url.lower()
 
     def copy(self, blob: BlobProperties, name: str) -> None:
         """Copy ``blob`` to the destination blob ``name``, verify it, and count it."""
@@ -450,28 +481,135 @@ class _BlobCopier:
         retry = _Retry(f"copy of '{blob.name}' to '{name}'", self.stop, self._secrets)
         client = self.dst.container_client.get_blob_client(name)
         try:
-            for attempt in (1, 2):
-                staged = 0
-                try:
-                    block_ids, service_md5, staged = self._stage(client, blob, name, retry)
-                    etag = self._commit(client, blob, block_ids, service_md5, retry)
-                except _BlocksLost:
-                    self.progress.add_bytes(-staged)
-                    if attempt == 2:
-                        raise DatastoreError(
-                            f"Cannot copy {self._where(blob.name, name)}: the staged blocks vanished twice before "
-                            "they could be committed (is another writer replacing the destination blob?)."
-                        ) from None
-                    continue
-                break
-            if etag is None:  # created by someone else since we listed the destination
-                self.progress.add_bytes(-staged)
-                self.progress.file_skipped()
-                return
-            self._verify(client, blob, name, service_md5, retry)
+            if self.same_account and (blob.size > SYNC_COPY_LIMIT or _md5_of(blob)):
+                done = self._copy_in_account(client, blob, name, retry)
+            else:
+                done = self._copy_in_blocks(client, blob, name, retry)
         except AzureError as exc:
             raise self._error(exc, blob, name) from None
-        self.progress.file_done(blob.size)
+        if done:
+            self.progress.file_done(blob.size)
+        else:  # created by someone else since we listed the destination
+            self.progress.file_skipped()
+
+    def _copy_in_account(self, client: BlobClient, blob: BlobProperties, name: str, retry: _Retry) -> bool:
+        """Copy within one storage account with Copy Blob; False if the destination appeared meanwhile.
+
+        Up to :data:`SYNC_COPY_LIMIT` bytes, Copy Blob From URL: one request that returns when the
+        blob is complete, and that carries the source's Content-MD5 for the service to check the
+        bytes it read against. Larger blobs take an asynchronous Copy Blob (within an account
+        Azure usually completes it at once), waited for, then checked for size and Content-MD5.
+        """
+        from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceExistsError, ResourceModifiedError
+
+        assert self.progress is not None
+        sync = blob.size <= SYNC_COPY_LIMIT
+        source_md5 = _md5_of(blob)
+        headers = {"x-ms-source-content-md5": base64.b64encode(source_md5).decode()} if sync and source_md5 else {}
+        # If-None-Match: * makes "don't overwrite" hold even against a writer racing us.
+        conditions: dict[str, Any] = {} if self.overwrite else {"match_condition": MatchConditions.IfMissing}
+        attempts = 0
+
+        def start() -> dict[str, Any] | None:
+            nonlocal attempts
+            attempts += 1
+            if self.stop.is_set():
+                raise _Cancelled()
+            try:
+                return client.start_copy_from_url(
+                    self.reader.url(blob.name),
+                    requires_sync=sync,
+                    # A source rewritten since it was listed fails the copy instead of mixing versions.
+                    source_etag=blob.etag,
+                    source_match_condition=MatchConditions.IfNotModified,
+                    headers=headers,
+                    **conditions,
+                )
+            except (ResourceExistsError, ResourceModifiedError):
+                # A copy whose answer was lost to a transient failure may have gone through.
+                if attempts > 1 and self._copied_here(client, blob):
+                    return {"etag": client.get_blob_properties().etag, "copy_status": "success"}
+                raise
+
+        try:
+            result = retry.call(start)
+        except (ResourceExistsError, ResourceModifiedError):
+            return False
+        assert result is not None
+        props = None
+        if result.get("copy_status") != "success":
+            props = self._await_copy(client, blob, name, str(result.get("copy_id")), retry)
+            result = {"etag": props.etag}
+        if client.blob_name not in self.existing:
+            with self._lock:
+                self._created.append((client.blob_name, str(result["etag"])))
+        if props is not None:
+            # A copy the service finished later: compare what it made with the source.
+            self._verify(client, blob, name, None, retry, props)
+        # Otherwise the service answered with a finished copy of the source version listed (its ETag was
+        # a condition), and where it read the bytes it checked them against the source's Content-MD5.
+        self.progress.add_bytes(blob.size)
+        return True
+
+    def _copied_here(self, client: BlobClient, blob: BlobProperties) -> bool:
+        """Whether the destination is a finished copy of ``blob``'s URL (ours, its answer lost)."""
+        copy = client.get_blob_properties().copy
+        source = urlsplit(copy.source or "")._replace(query="").geturl()
+        return copy.status == "success" and source == self.reader.url(blob.name).split("?", 1)[0]
+
+    def _await_copy(
+        self, client: BlobClient, blob: BlobProperties, name: str, copy_id: str, retry: _Retry
+    ) -> BlobProperties:
+        """Wait for a pending Copy Blob; abort and delete it if the copy is stopped, fails or is aborted."""
+        from azure.core import MatchConditions
+        from azure.core.exceptions import AzureError
+
+        delay = _FIRST_BACKOFF
+        while True:
+            if self.stop.wait(delay):
+                with contextlib.suppress(AzureError):
+                    client.abort_copy(copy_id)
+                    client.delete_blob()
+                raise _Cancelled()
+            delay = min(delay * 2, _MAX_BACKOFF)
+            props = retry.call(client.get_blob_properties)
+            if props.copy.status == "success":
+                return props
+            if props.copy.status != "pending":
+                with contextlib.suppress(AzureError):
+                    client.delete_blob(etag=props.etag, match_condition=MatchConditions.IfNotModified)
+                raise DatastoreError(
+                    f"Copy of {self._where(blob.name, name)} ended {props.copy.status}: "
+                    f"{redact(props.copy.status_description or 'no reason given', self._secrets)}; the destination "
+                    "blob was deleted."
+                )
+
+    def _copy_in_blocks(self, client: BlobClient, blob: BlobProperties, name: str, retry: _Retry) -> bool:
+        """Copy with Put Block From URL and Put Block List; False if the destination appeared meanwhile."""
+        assert self.progress is not None
+        for attempt in (1, 2):
+            staged = 0
+            try:
+                block_ids, service_md5, staged = self._stage(client, blob, name, retry)
+                etag = self._commit(client, blob, block_ids, service_md5, retry)
+            except _BlocksLost:
+                self.progress.add_bytes(-staged)
+                if attempt == 2:
+                    raise DatastoreError(
+                        f"Cannot copy {self._where(blob.name, name)}: the staged blocks vanished twice before "
+                        "they could be committed (is another writer replacing the destination blob?)."
+                    ) from None
+                continue
+            break
+        if etag is None:
+            self.progress.add_bytes(-staged)
+            return False
+        source_md5 = _md5_of(blob)
+        # A one-block copy whose MD5 the service checked against the source's needs no second look.
+        if not (source_md5 and service_md5 == source_md5):
+            self._verify(client, blob, name, service_md5, retry)
+        return True
 
     def _stage(
         self, client: BlobClient, blob: BlobProperties, name: str, retry: _Retry
@@ -586,13 +724,14 @@ class _BlobCopier:
         name: str,
         service_md5: bytes | None,
         retry: _Retry,
+        props: BlobProperties | None = None,
     ) -> None:
-        """Compare the committed blob with the source; delete it and raise if they differ."""
+        """Compare the new blob (``props``, else read now) with the source; delete it and raise if they differ."""
         from azure.core import MatchConditions
         from azure.core.exceptions import AzureError
 
         source_md5 = _md5_of(blob)
-        props = retry.call(client.get_blob_properties)
+        props = props or retry.call(client.get_blob_properties)
         got_md5 = props.content_settings.content_md5
         got = bytes(got_md5) if got_md5 else None
         problem = None
@@ -748,49 +887,100 @@ class _FileCopier:
             assert self.staging is not None
             staged = local = self.staging / new_temp_name(_STAGING_PREFIX)
         try:
+            digest: tuple[int, bytes] | None = None
             if staged is not None:
                 self.src.download_file(file.path, staged)
-            size, md5 = _file_digest(local)
-            if size != file.size or (file.content_md5 and file.content_md5 != md5.hex()):
-                got = f"{size} bytes, MD5 {md5.hex()}"
-                want = f"{file.size} bytes, MD5 {file.content_md5 or 'unknown'}"
-                raise DatastoreError(
-                    f"Copy of {self.src.describe(file.path)} failed verification before anything was written: the "
-                    f"data read has {got}, the source says {want}. The source is corrupt, its Content-MD5 is wrong, "
-                    "or it changed during the copy."
-                )
+                # Checked before anything is written: a bad download must not reach the destination.
+                digest = _file_digest(local)
+                self._check_source(file, *digest, written=False)
             if self.stop.is_set():
                 raise _Cancelled()
-            if not self.dst.upload_file(local, name, overwrite=self.overwrite):
+            if isinstance(self.dst, BlobBackend):
+                stored = self._put_blob(file, local, name, digest)
+            else:
+                stored = self._put_file(file, local, name, digest)
+            if stored is None:
                 self.progress.file_skipped()  # appeared since we listed the destination
                 return
-            if name not in self.existing:
-                with self._lock:
-                    self._created.append(name)
-            self._verify(file, name, size, md5)
         finally:
             if staged is not None:
                 staged.unlink(missing_ok=True)
-        self.progress.add_bytes(size)
-        self.progress.file_done(size)
+        self.progress.add_bytes(stored)
+        self.progress.file_done(stored)
 
-    def _verify(self, file: RemoteFile, name: str, size: int, md5: bytes) -> None:
-        """Compare the written file with what was read from the source; delete it and raise if they differ."""
-        local = self.dst.local_path(name)
-        if local is not None:
-            got_size, got = _file_digest(local)
-        elif isinstance(self.dst, BlobBackend):
-            got_size, got = _blob_size_and_md5(self.dst, name, md5)
+    def _put_blob(self, file: RemoteFile, local: Path, name: str, digest: tuple[int, bytes] | None) -> int | None:
+        """Upload to a blob datastore and verify: the size, and the MD5 the service computed of what
+        arrived (one request), or for a block upload the MD5 computed here, stored as Content-MD5."""
+        assert isinstance(self.dst, BlobBackend)
+        big = (digest[0] if digest else local.stat().st_size) > self.dst._single_put_limit
+        with ThreadPoolExecutor(1, thread_name_prefix="aml-md5") as hasher:
+            # A large local file is hashed while it goes up, on another core, instead of before.
+            hashing = hasher.submit(_file_digest, local) if big and digest is None else None
+            uploaded = self.dst.put_file(local, name, overwrite=self.overwrite, content_md5=digest and digest[1])
+            if uploaded is not None and hashing is not None:
+                digest = hashing.result()
+        if uploaded is None:
+            return None
+        if name not in self.existing:
+            with self._lock:
+                self._created.append(name)
+        if digest is None:  # one request: the bytes sent were hashed on the way
+            assert uploaded.sent_md5 is not None
+            digest = (uploaded.size, uploaded.sent_md5)
+        if hashing is not None or uploaded.sent_md5 is not None:  # local sources were not checked before
+            self._check_source(file, *digest, written=True, name=name)
+        size, md5 = digest
+        if uploaded.service_md5 is not None:
+            got = uploaded.service_md5
+        elif uploaded.sent_md5 == md5:
+            got = md5  # committed with it: the service does not hash a block list
+        else:
+            got = _store_md5(self.dst, name, uploaded.etag, md5)
+        self._compare(file, name, (uploaded.size, got), (size, md5))
+        return size
+
+    def _put_file(self, file: RemoteFile, local: Path, name: str, digest: tuple[int, bytes] | None) -> int | None:
+        """Write to a folder (or any other) datastore, then read back what was written and verify it."""
+        if digest is None:
+            digest = _file_digest(local)
+            self._check_source(file, *digest, written=False)
+        if not self.dst.upload_file(local, name, overwrite=self.overwrite):
+            return None
+        if name not in self.existing:
+            with self._lock:
+                self._created.append(name)
+        dst_local = self.dst.local_path(name)
+        if dst_local is not None:
+            got = _file_digest(dst_local)
         else:
             listed = [f for f in self.dst.list_files(name) if f.path == name]
-            got_size = listed[0].size if listed else -1
-            got = bytes.fromhex(listed[0].content_md5) if listed and listed[0].content_md5 else md5
-        if got_size == size and got == md5:
+            size = listed[0].size if listed else -1
+            got = (size, bytes.fromhex(listed[0].content_md5) if listed and listed[0].content_md5 else digest[1])
+        self._compare(file, name, got, digest)
+        return digest[0]
+
+    def _check_source(self, file: RemoteFile, size: int, md5: bytes, *, written: bool, name: str = "") -> None:
+        """Raise unless the data read has the size (and MD5, where known) the source listed."""
+        if size == file.size and not (file.content_md5 and file.content_md5 != md5.hex()):
+            return
+        if written:
+            _delete_file(self.dst, name)
+        got = f"{size} bytes, MD5 {md5.hex()}"
+        want = f"{file.size} bytes, MD5 {file.content_md5 or 'unknown'}"
+        outcome = "the copy was deleted" if written else "nothing was written"
+        raise DatastoreError(
+            f"Copy of {self.src.describe(file.path)} failed verification ({outcome}): the data read has {got}, "
+            f"the source says {want}. The source is corrupt, its Content-MD5 is wrong, or it changed during the copy."
+        )
+
+    def _compare(self, file: RemoteFile, name: str, got: tuple[int, bytes], want: tuple[int, bytes]) -> None:
+        """Delete the written file and raise unless it has the size and MD5 of what was read."""
+        if got == want:
             return
         _delete_file(self.dst, name)
         raise DatastoreError(
             f"Copy of {self.src.describe(file.path)} to {self.dst.describe(name)} failed verification: the copy "
-            f"has {got_size} bytes and MD5 {got.hex()}, the source {size} bytes and MD5 {md5.hex()}; "
+            f"has {got[0]} bytes and MD5 {got[1].hex()}, the source {want[0]} bytes and MD5 {want[1].hex()}; "
             "the bad copy was deleted."
         )
 
@@ -807,24 +997,24 @@ class _FileCopier:
             log.info("Deleted the %d file(s) the failed copy had created in %s", len(created), self.dst.describe())
 
 
-def _blob_size_and_md5(dst: BlobBackend, name: str, md5: bytes) -> tuple[int, bytes]:
-    """Size and Content-MD5 of a just-uploaded blob; a blob without one (a block upload) gets ``md5``."""
+def _store_md5(dst: BlobBackend, name: str, etag: str, md5: bytes) -> bytes:
+    """Give a just-uploaded blob (of ETag ``etag``) the Content-MD5 ``md5``, or return the one it has."""
     from azure.core import MatchConditions
     from azure.core.exceptions import AzureError
 
     client = dst.container_client.get_blob_client(name)
     try:
-        props = client.get_blob_properties()
+        props = client.get_blob_properties(etag=etag, match_condition=MatchConditions.IfNotModified)
         current = props.content_settings
         if current.content_md5:
-            # Put Blob hashes what arrived: comparing is an end-to-end check.
-            return props.size, bytes(current.content_md5)
-        settings = _settings_with_md5(current, md5)
-        # Set Blob Properties replaces every content setting, hence the copy of the others above.
-        client.set_http_headers(settings, etag=props.etag, match_condition=MatchConditions.IfNotModified)
+            return bytes(current.content_md5)
+        # Set Blob Properties replaces every content setting, hence the copy of the others.
+        client.set_http_headers(
+            _settings_with_md5(current, md5), etag=props.etag, match_condition=MatchConditions.IfNotModified
+        )
     except (AzureError, ValueError) as exc:
         raise dst._error(exc, "verify", name) from None
-    return props.size, md5
+    return md5
 
 
 def _delete_file(backend: DatastoreBackend, name: str) -> None:
