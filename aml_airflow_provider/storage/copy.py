@@ -13,7 +13,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -912,13 +912,15 @@ class _FileCopier:
         """Upload to a blob datastore and verify: the size, and the MD5 the service computed of what
         arrived (one request), or for a block upload the MD5 computed here, stored as Content-MD5."""
         assert isinstance(self.dst, BlobBackend)
-        big = (digest[0] if digest else local.stat().st_size) > self.dst._single_put_limit
-        with ThreadPoolExecutor(1, thread_name_prefix="aml-md5") as hasher:
+        hashing: Future[tuple[int, bytes]] | None = None
+        if digest is None and file.size > self.dst._single_put_limit:
             # A large local file is hashed while it goes up, on another core, instead of before.
-            hashing = hasher.submit(_file_digest, local) if big and digest is None else None
-            uploaded = self.dst.put_file(local, name, overwrite=self.overwrite, content_md5=digest and digest[1])
-            if uploaded is not None and hashing is not None:
-                digest = hashing.result()
+            hasher = ThreadPoolExecutor(1, thread_name_prefix="aml-md5")
+            hashing = hasher.submit(_file_digest, local)
+            hasher.shutdown(wait=False)
+        uploaded = self.dst.put_file(local, name, overwrite=self.overwrite, content_md5=digest and digest[1])
+        if hashing is not None:  # (after a failed upload, the hash ends on its own)
+            digest = hashing.result()
         if uploaded is None:
             return None
         if name not in self.existing:
