@@ -1,4 +1,4 @@
-"""The package as Airflow and a deployment see it: provider registration, the repo's DAG folder, compose file."""
+"""The package as Airflow and a deployment see it: provider registration, the repo's DAG folder."""
 
 from __future__ import annotations
 
@@ -7,8 +7,6 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-
-import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -63,13 +61,3 @@ def test_repo_dags_folder_parses_into_the_example_dag(workspace, monkeypatch):
     assert not {"prep", "train", "compare", "common", "sklearn"} & imported
     # The helper package and step scripts are excluded from DAG discovery by .airflowignore.
     assert set(bag.dag_ids) == {"compare_models"}
-
-
-def test_compose_file_describes_airflow_postgres_and_azurite():
-    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
-    services = compose["services"]
-    assert {"postgres", "azurite", "airflow"} <= set(services)
-    assert services["airflow"]["image"].startswith("apache/airflow:3.3")
-    assert "postgres" in services["airflow"]["environment"]["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
-    assert any(v.endswith(":/opt/airflow/dags") for v in services["airflow"]["volumes"])
-    assert services["postgres"]["healthcheck"]["test"]

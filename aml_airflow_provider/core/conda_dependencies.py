@@ -8,9 +8,9 @@ from collections.abc import Iterable
 class CondaDependencies:
     """A list of pip and conda packages.
 
-    In this release a step runs in the worker's own Python; the packages are recorded in the
-    pipeline spec and a step whose packages are missing on the worker fails with the script's
-    ``ImportError``.
+    A step that asks for packages runs in a virtualenv built for them on the worker, layered on the
+    worker's own packages; conda packages are installed with pip under the same name
+    (``numpy=1.26`` -> ``numpy==1.26``), and ``python``/``pip`` are the worker's.
     """
 
     def __init__(self, conda_dependencies_file_path: str | None = None, _underlying_structure=None) -> None:

@@ -24,6 +24,10 @@ class _DockerSection:
 class Environment:
     """A named environment: Python packages, environment variables and (recorded only) a docker image.
 
+    A step whose environment lists pip or conda packages runs in a virtualenv built for them on the
+    worker (once per distinct set; see :mod:`aml_airflow_provider.runtime.virtualenv`), unless
+    ``python.user_managed_dependencies`` is set: then ``python.interpreter_path`` runs it as is.
+
     :param name: the environment's name
     """
 
@@ -46,8 +50,13 @@ class Environment:
         return env
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        python = self.python
+        document: dict[str, Any] = {
             "name": self.name,
-            "dependencies": self.python.conda_dependencies.to_dict(),
+            "dependencies": python.conda_dependencies.to_dict(),
             "docker_image": self.docker.base_image if self.docker.enabled else None,
         }
+        if python.user_managed_dependencies:
+            # v1: nothing is installed, and interpreter_path runs the script.
+            document.update(user_managed=True, interpreter_path=python.interpreter_path)
+        return document

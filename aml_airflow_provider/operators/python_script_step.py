@@ -133,6 +133,27 @@ class PythonScriptStepOperator(AmlStepOperator):
             "environment": {"declared": self.environment, "variables": digest(self.environment_variables)},
         }
 
+    def _interpreter(self, driver_log: Path) -> str:
+        """The Python that runs the script: the worker's, the environment's own (user-managed), or a
+        virtualenv with the environment's packages, built on this worker on first use."""
+        from aml_airflow_provider.runtime.virtualenv import default_root, ensure_virtualenv, requirements_of
+
+        if self.environment.get("user_managed"):
+            path = str(self.environment.get("interpreter_path") or "python")
+            return sys.executable if path == "python" else path
+        requirements = requirements_of(self.environment)
+        if not requirements:
+            return sys.executable
+        venv = ensure_virtualenv(requirements, default_root(), where=f"Step '{self.step_name}'")
+        line = (
+            f"Running in virtualenv {venv.path} ({'built' if venv.built else 'found'} in {venv.seconds:.1f} s) "
+            f"for {', '.join(requirements)}"
+        )
+        self.log.info("%s", line)
+        with open(driver_log, "a", encoding="utf-8") as fh:
+            fh.write(line + "\n")
+        return str(venv.python)
+
     def run_step(
         self,
         context: Context,
@@ -158,7 +179,7 @@ class PythonScriptStepOperator(AmlStepOperator):
                 self.log.info("%s", line)
                 fh.write(line + "\n")
         self.run_process(
-            [self.python or sys.executable, self.script_name, *args],
+            [self.python or self._interpreter(driver_log), self.script_name, *args],
             script_dir,
             env,
             driver_log,
