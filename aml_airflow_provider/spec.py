@@ -138,6 +138,11 @@ class StepSpec:
         return tuple(ordered)
 
 
+#: Key of :attr:`PipelineSpec.extra` holding ``{compute name: {"pool": ..., "queue": ...}}``: where the
+#: tasks of steps on an ``AmlCompute`` go (its Airflow pool and executor queue).
+PLACEMENT_KEY = "compute_placement"
+
+
 @dataclass(frozen=True)
 class PipelineSpec:
     """A whole pipeline, steps in a topological order."""

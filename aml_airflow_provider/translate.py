@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from aml_airflow_provider.operators.registry import operator_for
-from aml_airflow_provider.spec import PARAMETER_TYPES, REGENERATE_PARAM, ParameterSpec, PipelineSpec
+from aml_airflow_provider.spec import PARAMETER_TYPES, PLACEMENT_KEY, REGENERATE_PARAM, ParameterSpec, PipelineSpec
 
 if TYPE_CHECKING:
     from airflow.sdk import DAG, BaseOperator, Param
@@ -75,11 +75,16 @@ def build_dag(spec: PipelineSpec, dag_id: str, schedule: Any = None, **dag_kwarg
         },
     }
     kwargs.update({k: v for k, v in dag_kwargs.items() if v is not None})
+    placement = spec.extra.get(PLACEMENT_KEY) or {}
     with DAG(dag_id, schedule=schedule, **kwargs) as dag:
         tasks: dict[str, BaseOperator] = {}
         for step in spec.steps:  # upstream first, so every upstream task already exists
             task = operator_for(step.kind).from_step_spec(
-                step, spec, continue_on_step_failure=spec.continue_on_step_failure
+                step,
+                spec,
+                continue_on_step_failure=spec.continue_on_step_failure,
+                # An AmlCompute's pool caps its steps at max_nodes; its queue picks the workers.
+                **placement.get(step.compute or "", {}),
             )
             # One call per task: each ``>>`` makes Airflow rehash the DAG, which is quadratic in steps.
             task.set_upstream([tasks[u] for u in step.upstream])

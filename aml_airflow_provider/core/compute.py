@@ -9,11 +9,12 @@ scripts load; creating or attaching one raises :class:`ComputeTargetException` s
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit
 
-from aml_airflow_provider.deployment.base import ConnectionRecord, compute_conn_id
+from aml_airflow_provider.deployment.base import ConnectionRecord, compute_conn_id, compute_pool_name
 from aml_airflow_provider.exceptions import ComputeTargetException
 
 if TYPE_CHECKING:
@@ -115,6 +116,7 @@ class ComputeTarget:
         name = check_compute_name(name)
         conn_id = compute_conn_id(workspace.name, name)
         workspace._deployment.put_connection(attach_configuration.connection(conn_id, name))
+        attach_configuration.provision(workspace, name)
         return ComputeTarget(workspace, name)
 
     def detach(self) -> None:
@@ -157,17 +159,256 @@ class _Unsupported(ComputeTarget):
     attach_configuration = provisioning_configuration
 
 
-class AmlCompute(_Unsupported):
-    """An AML cluster (not supported yet)."""
-
-    type = "AmlCompute"
-
-
 class AttachConfiguration:
     """What ``<Compute>.attach_configuration`` returns: turns into the compute's Airflow connection."""
 
     def connection(self, conn_id: str, name: str) -> ConnectionRecord:
         raise NotImplementedError
+
+    def provision(self, workspace: Workspace, name: str) -> None:
+        """Make what the compute needs in the deployment besides its connection (an ``AmlCompute``'s pool)."""
+
+
+#: v1's max_nodes when provisioning_configuration() is not given one.
+DEFAULT_MAX_NODES = 4
+
+
+class AmlComputeProvisioningConfiguration(AttachConfiguration):
+    """What :meth:`AmlCompute.provisioning_configuration` returns (see there)."""
+
+    def __init__(
+        self, vm_size: str, vm_priority: str, min_nodes: int, max_nodes: int, idle_seconds: int | None, description: str
+    ) -> None:
+        self.vm_size, self.vm_priority = vm_size, vm_priority
+        self.min_nodes, self.max_nodes, self.idle_seconds_before_scaledown = min_nodes, max_nodes, idle_seconds
+        self.description = description
+
+    def connection(self, conn_id: str, name: str) -> ConnectionRecord:
+        return ConnectionRecord(
+            conn_id,
+            COMPUTE_CONN_TYPE,
+            {
+                COMPUTE_TYPE_KEY: AmlCompute.type,
+                "vm_size": self.vm_size,
+                "vm_priority": self.vm_priority,
+                "min_nodes": self.min_nodes,
+                "max_nodes": self.max_nodes,
+                "idle_seconds_before_scaledown": self.idle_seconds_before_scaledown,
+            },
+            description=self.description
+            or f"AML compute '{name}': at most {self.max_nodes} steps at once, on workers of queue '{name}'",
+        )
+
+    def provision(self, workspace: Workspace, name: str) -> None:
+        workspace._deployment.put_pool(
+            compute_pool_name(workspace.name, name),
+            self.max_nodes,
+            f"AmlCompute '{name}' of workspace '{workspace.name}': one slot per node (max_nodes)",
+        )
+
+
+def _whole_number(value: object, what: str, *, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ComputeTargetException(f"AmlCompute {what} must be a whole number >= {minimum}, not {value!r}.")
+    return value
+
+
+class AmlCompute(ComputeTarget):
+    """An AML compute cluster, as Airflow runs it: an Airflow pool of ``max_nodes`` slots and a worker queue.
+
+    A step with ``compute_target=`` this cluster gets the pool (so at most ``max_nodes`` of its
+    steps run at once, across every pipeline) and the queue named like the cluster (so with the
+    CeleryExecutor it runs on the workers started with ``airflow celery worker --queues <name>``).
+    ``vm_size`` and the other settings are recorded, and shown by :meth:`get_status`.
+    """
+
+    type = "AmlCompute"
+
+    def _load(self, record: ConnectionRecord) -> None:
+        extra = record.extra
+        self.vm_size = str(extra.get("vm_size") or "")
+        self.vm_priority = str(extra.get("vm_priority") or "dedicated")
+        self.min_nodes = int(extra.get("min_nodes") or 0)
+        self.max_nodes = int(extra.get("max_nodes") or DEFAULT_MAX_NODES)
+        self.idle_seconds_before_scaledown = extra.get("idle_seconds_before_scaledown")
+
+    @property
+    def pool(self) -> str:
+        """The Airflow pool that holds one slot per node."""
+        return compute_pool_name(self.workspace.name, self.name)
+
+    @property
+    def queue(self) -> str:
+        """The executor queue of the cluster's steps (its name)."""
+        return self.name
+
+    @staticmethod
+    def provisioning_configuration(
+        vm_size: str = "",
+        vm_priority: str = "dedicated",
+        min_nodes: int = 0,
+        max_nodes: int | None = None,
+        idle_seconds_before_scaledown: int | None = None,
+        admin_username: str | None = None,
+        admin_user_password: str | None = None,
+        admin_user_ssh_key: str | None = None,
+        vnet_resourcegroup_name: str | None = None,
+        vnet_name: str | None = None,
+        subnet_name: str | None = None,
+        tags: dict[str, str] | None = None,
+        description: str | None = None,
+        remote_login_port_public_access: str = "NotSpecified",
+        identity_type: str | None = None,
+        identity_id: list[str] | None = None,
+        location: str | None = None,
+        enable_node_public_ip: bool = True,
+    ) -> AmlComputeProvisioningConfiguration:
+        """For ``ComputeTarget.create(ws, name, ...)``: v1's signature.
+
+        :param vm_size: recorded (the workers' machines are the deployment's)
+        :param vm_priority: ``dedicated`` or ``lowpriority``; recorded
+        :param min_nodes: recorded; at most ``max_nodes``
+        :param max_nodes: the pool's slots: how many of the cluster's steps run at once (default 4, as v1)
+        :param idle_seconds_before_scaledown: recorded
+        :param description: the registration's description
+        :raises ComputeTargetException: node counts that are not whole numbers, or ``min_nodes > max_nodes``
+
+        The administrator account, network, identity and location settings have no meaning for an
+        Airflow pool; they are accepted so v1 code runs, and not stored (the password in particular).
+        """
+        max_nodes = _whole_number(DEFAULT_MAX_NODES if max_nodes is None else max_nodes, "max_nodes", minimum=1)
+        min_nodes = _whole_number(min_nodes, "min_nodes", minimum=0)
+        if min_nodes > max_nodes:
+            raise ComputeTargetException(f"AmlCompute min_nodes ({min_nodes}) is larger than max_nodes ({max_nodes}).")
+        if vm_priority not in ("dedicated", "lowpriority"):
+            raise ComputeTargetException(
+                f"AmlCompute vm_priority must be 'dedicated' or 'lowpriority', not {vm_priority!r}."
+            )
+        idle = (
+            None
+            if idle_seconds_before_scaledown is None
+            else _whole_number(idle_seconds_before_scaledown, "idle_seconds_before_scaledown", minimum=0)
+        )
+        return AmlComputeProvisioningConfiguration(vm_size, vm_priority, min_nodes, max_nodes, idle, description or "")
+
+    def update(
+        self,
+        min_nodes: int | None = None,
+        max_nodes: int | None = None,
+        idle_seconds_before_scaledown: int | None = None,
+    ) -> None:
+        """Change the node counts (the pool is resized at once; running steps keep their slots).
+
+        :param min_nodes: new minimum (recorded)
+        :param max_nodes: new maximum: the pool's slots
+        :param idle_seconds_before_scaledown: recorded
+        """
+        idle = (
+            self.idle_seconds_before_scaledown
+            if idle_seconds_before_scaledown is None
+            else idle_seconds_before_scaledown
+        )
+        config = AmlCompute.provisioning_configuration(
+            self.vm_size,
+            self.vm_priority,
+            self.min_nodes if min_nodes is None else min_nodes,
+            self.max_nodes if max_nodes is None else max_nodes,
+            idle,
+        )
+        ComputeTarget.attach(self.workspace, self.name, config)
+        self._load(config.connection("", self.name))
+
+    def get_status(self) -> AmlComputeStatus:
+        """The pool's use now: running steps count as running nodes, queued ones as preparing."""
+        pool = self.workspace._deployment.get_pool(self.pool)
+        if pool is None:
+            raise ComputeTargetException(
+                f"AmlCompute '{self.name}': its Airflow pool '{self.pool}' is gone; create the compute again "
+                "(ComputeTarget.create) to restore it."
+            )
+        return AmlComputeStatus(
+            provisioning_state="Succeeded",
+            vm_size=self.vm_size,
+            vm_priority=self.vm_priority,
+            scale_settings={
+                "minNodeCount": self.min_nodes,
+                "maxNodeCount": pool.slots,
+                "nodeIdleTimeBeforeScaleDown": self.idle_seconds_before_scaledown,
+            },
+            current_node_count=pool.running,
+            target_node_count=pool.running + pool.queued + pool.scheduled,
+            node_state_counts={
+                "idleNodeCount": pool.open,
+                "runningNodeCount": pool.running,
+                "preparingNodeCount": pool.queued + pool.scheduled,
+                "unusableNodeCount": 0,
+                "leavingNodeCount": 0,
+                "preemptedNodeCount": 0,
+            },
+            pool=self.pool,
+            queue=self.queue,
+        )
+
+    @property
+    def status(self) -> AmlComputeStatus:
+        """v1's ``compute_target.status``: :meth:`get_status`."""
+        return self.get_status()
+
+    def wait_for_completion(
+        self,
+        show_output: bool = False,
+        min_node_count: int | None = None,
+        timeout_in_minutes: int = 25,
+        is_delete_operation: bool = False,
+    ) -> None:
+        """Ready as soon as its pool exists (there is nothing to provision); with ``show_output``, says so."""
+        status = self.get_status()
+        if show_output:
+            print(f"{status.provisioning_state}\nAmlCompute wait for completion finished")
+
+    def detach(self) -> None:
+        """Remove the registration and the pool."""
+        self.workspace._deployment.delete_pool(self.pool)
+        super().detach()
+
+    delete = detach
+
+
+@dataclass(frozen=True)
+class AmlComputeStatus:
+    """v1's ``AmlComputeStatus``, read off the cluster's Airflow pool.
+
+    :param pool: the Airflow pool behind the cluster
+    :param queue: the executor queue its steps go to
+    """
+
+    provisioning_state: str
+    vm_size: str
+    vm_priority: str
+    scale_settings: dict[str, Any]
+    current_node_count: int
+    target_node_count: int
+    node_state_counts: dict[str, int]
+    pool: str
+    queue: str
+    allocation_state: str = "Steady"
+    errors: tuple[str, ...] = ()
+
+    def serialize(self) -> dict[str, Any]:
+        """The status as v1 printed it (``print(compute_target.status.serialize())``)."""
+        return {
+            "currentNodeCount": self.current_node_count,
+            "targetNodeCount": self.target_node_count,
+            "nodeStateCounts": dict(self.node_state_counts),
+            "allocationState": self.allocation_state,
+            "errors": list(self.errors) or None,
+            "provisioningState": self.provisioning_state,
+            "vmPriority": self.vm_priority,
+            "vmSize": self.vm_size,
+            "scaleSettings": dict(self.scale_settings),
+            "airflowPool": self.pool,
+            "queue": self.queue,
+        }
 
 
 @dataclass(frozen=True)
@@ -449,6 +690,20 @@ class DockerCompute(_Unsupported):
     type = "Docker"
 
 
+def compute_placement(workspace: Workspace, names: Iterable[str]) -> dict[str, dict[str, str]]:
+    """``{compute name: {"pool": ..., "queue": ...}}`` for the registered ``AmlCompute`` clusters among ``names``.
+
+    Recorded in the pipeline spec, so the DAG file places the tasks without reading the registry.
+    Names that are not registered, or not clusters, are left out: their steps run where Airflow puts them.
+    """
+    placement: dict[str, dict[str, str]] = {}
+    for name in sorted(set(names) - {LOCAL_COMPUTE_NAME}):
+        record = workspace._deployment.get_connection(compute_conn_id(workspace.name, name))
+        if record is not None and record.extra.get(COMPUTE_TYPE_KEY) == AmlCompute.type:
+            placement[name] = {"pool": compute_pool_name(workspace.name, name), "queue": name}
+    return placement
+
+
 def compute_name(target: object, where: str) -> str | None:
     """The name a step records for its ``compute_target`` argument (``None`` means the worker)."""
     if target is None:
@@ -467,6 +722,8 @@ def compute_name(target: object, where: str) -> str | None:
 __all__ = [
     "AdlaCompute",
     "AmlCompute",
+    "AmlComputeProvisioningConfiguration",
+    "AmlComputeStatus",
     "ComputeTarget",
     "AdlaAttachConfiguration",
     "AttachConfiguration",

@@ -31,6 +31,11 @@ def compute_conn_id(workspace: str, compute: str) -> str:
     return f"{COMPUTE_CONN_PREFIX}{workspace}.{compute}"
 
 
+def compute_pool_name(workspace: str, compute: str) -> str:
+    """The Airflow pool that caps an ``AmlCompute``'s concurrent steps at its ``max_nodes``."""
+    return f"{COMPUTE_CONN_PREFIX}{workspace}.{compute}"
+
+
 @dataclass(frozen=True)
 class ConnectionRecord:
     """An Airflow connection as the model sees it.
@@ -55,6 +60,27 @@ class ConnectionRecord:
     @property
     def extra_json(self) -> str:
         return json.dumps(dict(self.extra), sort_keys=True)
+
+
+@dataclass(frozen=True)
+class PoolRecord:
+    """An Airflow pool and what occupies it now.
+
+    :param name: the pool's name
+    :param slots: its size
+    :param running: slots of running tasks
+    :param queued: slots of queued tasks (sent to an executor, not started yet)
+    :param scheduled: slots of tasks the scheduler has picked, not queued yet
+    :param open: free slots
+    """
+
+    name: str
+    slots: int
+    description: str | None = None
+    running: int = 0
+    queued: int = 0
+    scheduled: int = 0
+    open: int = 0
 
 
 @dataclass(frozen=True)
@@ -95,6 +121,12 @@ class Deployment(Protocol):
     def delete_connection(self, conn_id: str) -> None: ...
 
     def list_connections(self, prefix: str) -> list[ConnectionRecord]: ...
+
+    def put_pool(self, name: str, slots: int, description: str) -> None: ...
+
+    def get_pool(self, name: str) -> PoolRecord | None: ...
+
+    def delete_pool(self, name: str) -> None: ...
 
     @property
     def base_url(self) -> str: ...

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from aml_airflow_provider.dagfile import Catalog, DagDocument
-from aml_airflow_provider.deployment.base import ConnectionRecord, RunRecord, TaskRecord
+from aml_airflow_provider.deployment.base import ConnectionRecord, PoolRecord, RunRecord, TaskRecord
 from aml_airflow_provider.exceptions import WorkspaceException
 
 log = logging.getLogger(__name__)
@@ -242,6 +242,42 @@ class EmbeddedDeployment:
                 .all()
             )
             return [self._record(c) for c in rows]
+
+    # -- pools ------------------------------------------------------------------------------------
+    def put_pool(self, name: str, slots: int, description: str) -> None:
+        """Create or resize a pool."""
+        self.ensure_ready()
+        from airflow.models.pool import Pool
+
+        with self._session() as session:
+            Pool.create_or_update_pool(name, slots, description, include_deferred=False, session=session)
+
+    def get_pool(self, name: str) -> PoolRecord | None:
+        self.ensure_ready()
+        from airflow.models.pool import Pool
+
+        with self._session() as session:
+            pool = Pool.get_pool(name, session=session)
+            if pool is None:
+                return None
+            stats = Pool.slots_stats(session=session).get(name) or {}
+            return PoolRecord(
+                name=name,
+                slots=pool.slots,
+                description=pool.description,
+                running=int(stats.get("running", 0)),
+                queued=int(stats.get("queued", 0)),
+                scheduled=int(stats.get("scheduled", 0)),
+                open=int(stats.get("open", 0)),
+            )
+
+    def delete_pool(self, name: str) -> None:
+        self.ensure_ready()
+        from airflow.models.pool import Pool
+
+        with self._session() as session:
+            if Pool.get_pool(name, session=session) is not None:
+                Pool.delete_pool(name, session=session)
 
     # -- runs -------------------------------------------------------------------------------------
     def trigger(self, dag_id: str, conf: Mapping[str, Any]) -> str:

@@ -19,7 +19,7 @@ from urllib.parse import quote
 from aml_airflow_provider._secrets import redact
 from aml_airflow_provider.core.authentication import AirflowAuthentication
 from aml_airflow_provider.dagfile import DagDocument
-from aml_airflow_provider.deployment.base import ConnectionRecord, RunRecord, TaskRecord
+from aml_airflow_provider.deployment.base import ConnectionRecord, PoolRecord, RunRecord, TaskRecord
 from aml_airflow_provider.exceptions import WorkspaceException
 
 #: How long to wait for the DAG processor to load a document just written.
@@ -140,6 +140,32 @@ class RemoteDeployment:
     def list_connections(self, prefix: str) -> list[ConnectionRecord]:
         body = self._call("GET", "/api/v2/connections", params={"connection_id_prefix_pattern": prefix, "limit": 1000})
         return [self._record(c) for c in body["connections"] if c["connection_id"].startswith(prefix)]
+
+    # -- pools ------------------------------------------------------------------------------------
+    def put_pool(self, name: str, slots: int, description: str) -> None:
+        """Create or resize a pool (``/api/v2/pools``)."""
+        body = {"slots": slots, "description": description, "include_deferred": False}
+        if self.get_pool(name) is None:
+            self._call("POST", "/api/v2/pools", json={"name": name, **body})
+        else:  # the patch body names the pool "pool", the create body "name"
+            self._call("PATCH", f"/api/v2/pools/{quote(name, safe='')}", json={"pool": name, **body})
+
+    def get_pool(self, name: str) -> PoolRecord | None:
+        body = self._call("GET", f"/api/v2/pools/{quote(name, safe='')}", ok404=True)
+        if not body:
+            return None
+        return PoolRecord(
+            name=body["name"],
+            slots=body["slots"],
+            description=body.get("description"),
+            running=body.get("running_slots", 0),
+            queued=body.get("queued_slots", 0),
+            scheduled=body.get("scheduled_slots", 0),
+            open=body.get("open_slots", 0),
+        )
+
+    def delete_pool(self, name: str) -> None:
+        self._call("DELETE", f"/api/v2/pools/{quote(name, safe='')}", ok404=True)
 
     # -- documents --------------------------------------------------------------------------------
     def write_dag(self, document: DagDocument, *, title: str) -> None:

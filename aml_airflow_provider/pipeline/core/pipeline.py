@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aml_airflow_provider._names import task_id_for
-from aml_airflow_provider.core.compute import LOCAL_COMPUTE_NAME, ComputeTarget
+from aml_airflow_provider.core.compute import LOCAL_COMPUTE_NAME, ComputeTarget, compute_placement
 from aml_airflow_provider.exceptions import (
     ComputeTargetException,
     PipelineValidationError,
@@ -18,7 +18,7 @@ from aml_airflow_provider.exceptions import (
 )
 from aml_airflow_provider.pipeline.core.builder import PipelineData, PipelineStep, StepContext, StepSequence
 from aml_airflow_provider.pipeline.core.graph import PipelineParameter
-from aml_airflow_provider.spec import RESERVED_PARAMETERS, PipelineSpec
+from aml_airflow_provider.spec import PLACEMENT_KEY, RESERVED_PARAMETERS, PipelineSpec
 
 if TYPE_CHECKING:
     from airflow.sdk import DAG
@@ -291,12 +291,15 @@ class Pipeline:
     def spec(self) -> PipelineSpec:
         """The pipeline as a :class:`PipelineSpec` (computed once)."""
         ctx = _Context(self)
+        steps = tuple(step._to_spec(ctx) for step in self._steps)
+        placement = compute_placement(self._workspace, {s.compute for s in steps if s.compute})
         return PipelineSpec(
             workspace=self._workspace.name,
             default_datastore=self._default_datastore_name,
-            steps=tuple(step._to_spec(ctx) for step in self._steps),
+            steps=steps,
             parameters=tuple(self._parameters[n]._spec() for n in sorted(self._parameters)),
             description=self.description,
+            extra={PLACEMENT_KEY: placement} if placement else {},
         )
 
     # -- v1 API -----------------------------------------------------------------------------------
