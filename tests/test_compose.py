@@ -92,7 +92,7 @@ def test_airflow_services_share_one_image_and_configuration():
     postgres = SERVICES["postgres"]["environment"]
     for key, scheme in [
         ("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "postgresql+psycopg2"),
-        ("AIRFLOW__CELERY__RESULT_BACKEND", "db+postgresql"),
+        ("AIRFLOW__CELERY__RESULT_BACKEND", "db+postgresql+psycopg2"),
     ]:
         db = urlparse(ENV[key])
         assert (db.scheme, db.hostname, db.username, db.password, db.path) == (

@@ -3,6 +3,11 @@
 It is started once per test session (``airflow_server`` fixture) from the test virtualenv, with a
 fresh metadata database on the machine's PostgreSQL, the LocalExecutor, and Airflow's simple auth
 manager with two users: ``admin`` (may do anything) and ``viewer`` (may read, not trigger).
+
+``celery_airflow_server`` is the distributed variant: the CeleryExecutor with the machine's Redis
+as broker, and two Celery workers (``w1``, ``w2``), each a separate process group with its own
+working directory and temp folder, serving the queues in :data:`WORKER_QUEUES`. Each worker's tasks
+see ``AML_TEST_WORKER`` (its name), so a step can say where it ran.
 """
 
 from __future__ import annotations
@@ -24,6 +29,10 @@ import pytest
 PASSWORDS = {"admin": "admin-pw-" + uuid.uuid4().hex[:8], "viewer": "viewer-pw-" + uuid.uuid4().hex[:8]}
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 START_TIMEOUT = 180
+#: Queues the Celery workers serve: Airflow's default, and that of the tests' AmlCompute ``serial1``.
+WORKER_QUEUES = ("default", "serial1")
+REDIS_URL = "redis://127.0.0.1:6379"
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _free_port() -> int:
@@ -103,6 +112,38 @@ class AirflowServer:
             time.sleep(1)
         raise RuntimeError("Airflow did not become healthy:\n" + self.log("api-server")[-3000:])
 
+    def start_worker(self, name: str) -> None:
+        """Start the Celery worker ``name`` (again): its own process group, working directory and TMPDIR."""
+        airflow = str(Path(sys.executable).with_name("airflow"))
+        workdir = self.home.parent / f"worker-{name}"
+        (workdir / "tmp").mkdir(parents=True, exist_ok=True)
+        env = {
+            **self.env,
+            "AML_TEST_WORKER": name,
+            "TMPDIR": str(workdir / "tmp"),
+            # Task instances record the worker's name as their host (both run on this machine).
+            "AIRFLOW__CORE__HOSTNAME_CALLABLE": "tests.support.worker_name.hostname",
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+        }
+        out = open(self.home / f"worker-{name}.log", "a")  # noqa: SIM115 - closed with the process
+        argv = [airflow, "celery", "worker", "--queues", ",".join(WORKER_QUEUES), "--celery-hostname", f"{name}@%h"]
+        # Logs are read from the shared AIRFLOW_HOME: no log server (two would want one port).
+        argv += ["--concurrency", "2", "--skip-serve-logs", "--without-gossip", "--without-mingle"]
+        self.processes[f"worker-{name}"] = subprocess.Popen(
+            argv,
+            env=env,
+            cwd=workdir,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def kill_worker(self, name: str) -> None:
+        """SIGKILL the worker and every process it started (its running tasks too), as a lost machine."""
+        proc = self.processes[f"worker-{name}"]
+        os.killpg(proc.pid, 9)
+        proc.wait(timeout=30)
+
     def stop(self) -> None:
         for proc in self.processes.values():
             if proc.poll() is None:
@@ -115,7 +156,12 @@ class AirflowServer:
         _psql(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
 
 
-def make_server(base: Path) -> AirflowServer:
+def make_server(base: Path, executor: str = "LocalExecutor", **settings: str) -> AirflowServer:
+    """A deployment (not started) in ``base`` with a new metadata database.
+
+    :param executor: Airflow's executor
+    :param settings: more environment variables (``AIRFLOW__...``)
+    """
     from cryptography.fernet import Fernet
 
     home = base / "airflow-server"
@@ -130,7 +176,7 @@ def make_server(base: Path) -> AirflowServer:
         {
             "AIRFLOW_HOME": str(home),
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"postgresql+psycopg2://postgres@127.0.0.1:5432/{database}",
-            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__EXECUTOR": executor,
             # Remote waits (Databricks, ADLA) go to the triggerer, polling the test's stand-in every second.
             "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": "True",
             "AIRFLOW__AML__DATABRICKS_POLL_SECONDS": "1",
@@ -151,6 +197,7 @@ def make_server(base: Path) -> AirflowServer:
             "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "3",
             "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
             "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+            **settings,
         }
     )
     return AirflowServer(home=home, url=url, database=database, env=env)
@@ -165,3 +212,36 @@ def airflow_server(tmp_path_factory) -> Iterator[AirflowServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def celery_airflow_server(tmp_path_factory) -> Iterator[AirflowServer]:
+    """Airflow with the CeleryExecutor (Redis broker) and two workers, ``w1`` and ``w2`` (started once)."""
+    import redis
+
+    # A Redis database of its own (Redis keeps nothing on disk here; 0 is left to others).
+    db = int(uuid.uuid4().int % 15) + 1
+    redis.Redis.from_url(f"{REDIS_URL}/{db}").flushdb()
+    server = make_server(
+        tmp_path_factory.mktemp("celery"),
+        "CeleryExecutor",
+        AIRFLOW__CELERY__BROKER_URL=f"{REDIS_URL}/{db}",
+        AIRFLOW__CELERY__WORKER_CONCURRENCY="2",
+        # A task whose worker died is noticed within seconds, and tried once more.
+        AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT="15",
+        AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL="2",
+        AIRFLOW__CORE__DEFAULT_TASK_RETRIES="1",
+        AIRFLOW__CORE__DEFAULT_TASK_RETRY_DELAY="1",
+        AIRFLOW__CORE__PARALLELISM="8",
+    )
+    server.env["AIRFLOW__CELERY__RESULT_BACKEND"] = server.env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].replace(
+        "postgresql+psycopg2://", "db+postgresql+psycopg2://"
+    )
+    try:
+        server.start()
+        for name in ("w1", "w2"):
+            server.start_worker(name)
+        yield server
+    finally:
+        server.stop()
+        redis.Redis.from_url(f"{REDIS_URL}/{db}").flushdb()
