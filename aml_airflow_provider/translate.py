@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from aml_airflow_provider.exceptions import UserErrorException
 from aml_airflow_provider.operators.registry import operator_for
 from aml_airflow_provider.spec import PARAMETER_TYPES, PLACEMENT_KEY, REGENERATE_PARAM, ParameterSpec, PipelineSpec
 
@@ -79,13 +80,16 @@ def build_dag(spec: PipelineSpec, dag_id: str, schedule: Any = None, **dag_kwarg
     with DAG(dag_id, schedule=schedule, **kwargs) as dag:
         tasks: dict[str, BaseOperator] = {}
         for step in spec.steps:  # upstream first, so every upstream task already exists
-            task = operator_for(step.kind).from_step_spec(
-                step,
-                spec,
-                continue_on_step_failure=spec.continue_on_step_failure,
-                # An AmlCompute's pool caps its steps at max_nodes; its queue picks the workers.
-                **placement.get(step.compute or "", {}),
-            )
+            operator = operator_for(step.kind)
+            # An AmlCompute's pool caps its steps at max_nodes, its queue picks the workers; a
+            # DockerCompute's settings say where the step's container runs.
+            where = placement.get(step.compute or "", {})
+            if "container" in where and not operator.runs_in_containers:
+                raise UserErrorException(
+                    f"Step '{step.name}': compute '{step.compute}' is a DockerCompute, which runs PythonScriptSteps "
+                    f"only; a {step.kind} cannot run there."
+                )
+            task = operator.from_step_spec(step, spec, continue_on_step_failure=spec.continue_on_step_failure, **where)
             # One call per task: each ``>>`` makes Airflow rehash the DAG, which is quadratic in steps.
             task.set_upstream([tasks[u] for u in step.upstream])
             tasks[step.task_id] = task

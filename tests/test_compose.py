@@ -145,3 +145,21 @@ def test_dags_are_mounted_and_the_image_installs_the_repository():
 def test_api_server_publishes_8080_and_checks_its_health():
     assert "8080:8080" in SERVICES["airflow-apiserver"]["ports"]
     assert "http://localhost:8080/api/v2/monitor/health" in SERVICES["airflow-apiserver"]["healthcheck"]["test"]
+
+
+def test_the_distributed_test_in_make_test_runs_the_same_topology():
+    """The native deployment of tests/server/test_celery_deployment.py: same executor, broker, result backend
+    and queue, and two workers."""
+    import inspect
+
+    from tests.support import airflow_server
+
+    fixture = inspect.getsource(airflow_server.celery_airflow_server)
+    assert '"CeleryExecutor"' in fixture and ENV["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+    assert urlparse(airflow_server.REDIS_URL).scheme == urlparse(ENV["AIRFLOW__CELERY__BROKER_URL"]).scheme
+    assert '"db+postgresql+psycopg2://"' in fixture
+    assert ENV["AIRFLOW__CELERY__RESULT_BACKEND"].startswith("db+postgresql+psycopg2://")
+    assert 'for name in ("w1", "w2")' in fixture and len(WORKERS) == 2
+    for name in WORKERS:
+        args = argv(name)
+        assert airflow_server.WORKER_QUEUES[0] in args[args.index("--queues") + 1].split(",")

@@ -1,9 +1,10 @@
 """Compute targets (SDK v1 path).
 
 Python steps run on the Airflow worker that picks up their task (``LocalCompute``, or
-``compute_target=None``). A ``DatabricksCompute`` is attached as an Airflow Databricks connection
-(or marked local, for Spark on the worker). The other v1 compute classes are importable so migrated
-scripts load; creating or attaching one raises :class:`ComputeTargetException` saying what to use instead.
+``compute_target=None``); an ``AmlCompute`` is an Airflow pool and a worker queue; a
+``DockerCompute`` runs them in containers. A ``DatabricksCompute`` is attached as an Airflow
+Databricks connection (or marked local, for Spark on the worker), an ``AdlaCompute`` likewise;
+a ``DataFactoryCompute`` is a name only.
 """
 
 from __future__ import annotations
@@ -147,16 +148,6 @@ class LocalCompute(ComputeTarget):
     def __init__(self, workspace: Workspace | None = None, name: str = LOCAL_COMPUTE_NAME) -> None:
         self.workspace = workspace  # type: ignore[assignment]
         self.name = LOCAL_COMPUTE_NAME
-
-
-class _Unsupported(ComputeTarget):
-    @classmethod
-    def provisioning_configuration(cls, *args: Any, **kwargs: Any) -> Any:
-        raise ComputeTargetException(
-            f"{cls.__name__} is not supported by this release; leave compute_target=None to run on Airflow workers."
-        )
-
-    attach_configuration = provisioning_configuration
 
 
 class AttachConfiguration:
@@ -684,23 +675,101 @@ class DataFactoryCompute(ComputeTarget):
         return DataFactoryProvisioningConfiguration()
 
 
-class DockerCompute(_Unsupported):
-    """Run in a Docker container (not supported yet)."""
+_MEMORY = re.compile(r"\d+[bkmgBKMG]?")
+_DOCKER_SETTINGS = ("docker_url", "docker_conn_id", "image", "mem_limit", "cpus", "shm_size", "network_mode")
+
+
+class DockerAttachConfiguration(AttachConfiguration):
+    """What :meth:`DockerCompute.attach_configuration` returns (see there)."""
+
+    def __init__(self, **settings: Any) -> None:
+        self.settings = {k: v for k, v in settings.items() if v is not None}
+
+    def connection(self, conn_id: str, name: str) -> ConnectionRecord:
+        where = self.settings.get("docker_url", "the worker's Docker engine")
+        return ConnectionRecord(
+            conn_id,
+            COMPUTE_CONN_TYPE,
+            {COMPUTE_TYPE_KEY: DockerCompute.type, **self.settings},
+            description=f"AML compute '{name}': PythonScriptSteps run in containers on {where}",
+        )
+
+
+class DockerCompute(ComputeTarget):
+    """PythonScriptSteps run in Docker containers, through ``apache-airflow-providers-docker``.
+
+    The image is the step environment's ``docker.base_image`` (``docker.enabled``), else this
+    compute's ``image``, else v1's default CPU image. See :mod:`aml_airflow_provider.runtime.container`
+    for what the container gets.
+    """
 
     type = "Docker"
 
+    def _load(self, record: ConnectionRecord) -> None:
+        self.settings = {k: record.extra[k] for k in _DOCKER_SETTINGS if record.extra.get(k) is not None}
 
-def compute_placement(workspace: Workspace, names: Iterable[str]) -> dict[str, dict[str, str]]:
-    """``{compute name: {"pool": ..., "queue": ...}}`` for the registered ``AmlCompute`` clusters among ``names``.
+    @staticmethod
+    def attach_configuration(
+        docker_url: str = "unix://var/run/docker.sock",
+        docker_conn_id: str | None = None,
+        image: str | None = None,
+        mem_limit: str | None = None,
+        cpus: float | None = None,
+        shm_size: str | None = None,
+        network_mode: str | None = None,
+    ) -> DockerAttachConfiguration:
+        """For ``ComputeTarget.attach(ws, name, ...)`` (``provisioning_configuration`` is the same).
+
+        :param docker_url: the Docker engine the workers reach (``unix://...``, ``tcp://host:2376``)
+        :param docker_conn_id: an Airflow ``docker`` connection for registry login or TLS, optional
+        :param image: the image of steps whose environment names none
+        :param mem_limit: memory per container, e.g. ``"4g"``
+        :param cpus: CPUs per container (fractions allowed)
+        :param shm_size: ``/dev/shm`` per container, e.g. ``"1g"``
+        :param network_mode: ``bridge``, ``host``, ``none`` or a network's name
+        :raises ComputeTargetException: a setting Docker would refuse
+        """
+        if not re.match(r"^(unix|tcp|ssh|npipe|http|https)://", str(docker_url)):
+            raise ComputeTargetException(
+                f"DockerCompute docker_url {docker_url!r} is not a Docker engine address: use unix:///path, "
+                "tcp://host:port or ssh://user@host."
+            )
+        for what, value in (("mem_limit", mem_limit), ("shm_size", shm_size)):
+            if value is not None and not _MEMORY.fullmatch(str(value)):
+                raise ComputeTargetException(
+                    f"DockerCompute {what} {value!r} is not a size: give bytes or a number with b, k, m or g ('4g')."
+                )
+        if cpus is not None and (isinstance(cpus, bool) or not isinstance(cpus, int | float) or cpus <= 0):
+            raise ComputeTargetException(f"DockerCompute cpus must be a positive number, not {cpus!r}.")
+        return DockerAttachConfiguration(
+            docker_url=docker_url,
+            docker_conn_id=docker_conn_id,
+            image=image,
+            mem_limit=mem_limit,
+            cpus=cpus,
+            shm_size=shm_size,
+            network_mode=network_mode,
+        )
+
+    provisioning_configuration = attach_configuration
+
+
+def compute_placement(workspace: Workspace, names: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """Operator arguments by compute name: an ``AmlCompute``'s ``pool`` and ``queue``, a ``DockerCompute``'s
+    ``container`` settings (no secret: a registry login stays in its Airflow connection).
 
     Recorded in the pipeline spec, so the DAG file places the tasks without reading the registry.
     Names that are not registered, or not clusters, are left out: their steps run where Airflow puts them.
     """
-    placement: dict[str, dict[str, str]] = {}
+    placement: dict[str, dict[str, Any]] = {}
     for name in sorted(set(names) - {LOCAL_COMPUTE_NAME}):
         record = workspace._deployment.get_connection(compute_conn_id(workspace.name, name))
-        if record is not None and record.extra.get(COMPUTE_TYPE_KEY) == AmlCompute.type:
+        kind = record.extra.get(COMPUTE_TYPE_KEY) if record is not None else None
+        if kind == AmlCompute.type:
             placement[name] = {"pool": compute_pool_name(workspace.name, name), "queue": name}
+        elif kind == DockerCompute.type:
+            assert record is not None
+            placement[name] = {"container": {k: record.extra[k] for k in _DOCKER_SETTINGS if k in record.extra}}
     return placement
 
 
@@ -730,6 +799,7 @@ __all__ = [
     "DataFactoryCompute",
     "DatabricksAttachConfiguration",
     "DatabricksCompute",
+    "DockerAttachConfiguration",
     "DockerCompute",
     "LocalCompute",
 ]

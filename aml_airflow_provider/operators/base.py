@@ -109,6 +109,8 @@ class AmlStepOperator(BaseOperator):
     #: Step kind and its semantics version (part of the fingerprint).
     kind: ClassVar[str] = "AmlStep"
     kind_version: ClassVar[int] = 1
+    #: Whether the step can run in a Docker container (a ``DockerCompute``; takes a ``container`` argument).
+    runs_in_containers: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -232,15 +234,22 @@ class AmlStepOperator(BaseOperator):
         return env
 
     def script_environment(
-        self, ti: Any, tracking_dir: Path, contract: Mapping[str, str], variables: Mapping[str, Any] = ()
+        self,
+        ti: Any,
+        tracking_dir: Path,
+        contract: Mapping[str, str],
+        variables: Mapping[str, Any] = (),
+        *,
+        inherit: bool = True,
     ) -> dict[str, str]:
-        """The environment of a step's process on the worker: v1's run context, the data/parameter
-        contract and ``variables``, over the worker's environment without Airflow's secrets."""
+        """The environment of a step's process: v1's run context, the data/parameter contract and
+        ``variables``, over the worker's environment without Airflow's secrets (``inherit``; a
+        container gets its image's own instead)."""
         from aml_airflow_provider.runtime.contract import base_environment
         from aml_airflow_provider.runtime.tracking import TRACKING_DIR_VARIABLE
 
         return {
-            **base_environment(),
+            **(base_environment() if inherit else {}),
             **{str(k): str(v) for k, v in dict(variables).items()},
             **contract,
             "AZUREML_RUN_ID": f"{ti.run_id}.{ti.task_id}",
@@ -262,17 +271,19 @@ class AmlStepOperator(BaseOperator):
         *,
         failure: Callable[[int], str],
         tail_stdout: bool = False,
+        process: Any = None,
     ) -> None:
         """Run the step's process to its end (``on_kill`` stops it); raise if it failed or was stopped.
 
         :param failure: the start of the error message, given the exit code
         :param tail_stdout: quote stdout too in the error (spark-submit relays the driver's stderr there)
+        :param process: what to run instead of ``argv`` on the worker (a step's container)
         """
         from airflow.sdk.exceptions import AirflowSkipException
 
         from aml_airflow_provider.runtime.launcher import StepProcess
 
-        self._process = StepProcess(argv, cwd, env, self.log, driver_log, tail_stdout=tail_stdout)
+        self._process = process or StepProcess(argv, cwd, env, self.log, driver_log, tail_stdout=tail_stdout)
         result = self._process.run(should_stop)
         if result.stopped_because:
             raise AirflowSkipException(f"Step '{self.step_name}' stopped: {result.stopped_because}.")

@@ -33,8 +33,11 @@ class PythonScriptStepOperator(AmlStepOperator):
     :param arguments: command-line arguments (templated)
     :param step_params: v1 ``params``: each ``key: value`` is set as ``AML_PARAMETER_<key>`` (templated)
     :param environment_variables: extra environment variables for the script (templated)
-    :param environment: the declared environment (packages, image), part of the fingerprint
+    :param environment: the declared environment (packages, image), part of the fingerprint. Packages
+        give a virtualenv on the worker; an image (``docker.enabled``) runs the script in a container
     :param python: the interpreter (default: the worker's own)
+    :param container: a ``DockerCompute``'s settings (``docker_url``, ``image``, ``mem_limit``, ``cpus``,
+        ``shm_size``, ``network_mode``, ``docker_conn_id``): run the script in a container there
     :param kwargs: see :class:`~aml_airflow_provider.operators.base.AmlStepOperator`
     """
 
@@ -54,6 +57,7 @@ class PythonScriptStepOperator(AmlStepOperator):
     }
     kind = "PythonScriptStep"
     kind_version = 1
+    runs_in_containers = True
 
     def __init__(
         self,
@@ -66,6 +70,7 @@ class PythonScriptStepOperator(AmlStepOperator):
         environment_variables: Mapping[str, str] | None = None,
         environment: Mapping[str, Any] | None = None,
         python: str | None = None,
+        container: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -77,6 +82,7 @@ class PythonScriptStepOperator(AmlStepOperator):
         self.environment_variables = dict(environment_variables or {})
         self.environment = dict(environment or {})
         self.python = python
+        self.container = dict(container) if container is not None else None
 
     @classmethod
     def kwargs_from_config(cls, step: StepSpec) -> dict[str, Any]:
@@ -168,7 +174,8 @@ class PythonScriptStepOperator(AmlStepOperator):
         ti = context["ti"]
         where = f"Step '{self.step_name}'"
         contract = self._contract(parameter_env, data_env)
-        env = self.script_environment(ti, tracking_dir, contract, self.environment_variables)
+        image = self._image()
+        env = self.script_environment(ti, tracking_dir, contract, self.environment_variables, inherit=image is None)
         args = [expand(str(a), contract, where=f"{where} argument {a!r}") for a in self.arguments]
         with open(driver_log, "a", encoding="utf-8") as fh:
             # v1's driver log showed both lines; they tell a user what their arguments became.
@@ -178,11 +185,62 @@ class PythonScriptStepOperator(AmlStepOperator):
             ):
                 self.log.info("%s", line)
                 fh.write(line + "\n")
+        container = None
+        if image is not None:
+            container = self._container(ti, image, script_dir, args, env, data_env, tracking_dir, driver_log)
         self.run_process(
-            [self.python or self._interpreter(driver_log), self.script_name, *args],
+            [self.python or (sys.executable if container else self._interpreter(driver_log)), self.script_name, *args],
             script_dir,
             env,
             driver_log,
             should_stop,
             failure=lambda code: f"{where} failed: {self.script_name} exited with code {code}.",
+            process=container,
         )
+
+    def _image(self) -> str | None:
+        """The image to run the script in: the environment's (``docker.enabled``), the DockerCompute's, v1's
+        default CPU image for a DockerCompute that names none; ``None`` to run on the worker."""
+        from aml_airflow_provider.core.runconfig import DEFAULT_CPU_IMAGE
+
+        image = self.environment.get("docker_image")
+        if image or self.container is None:
+            return image or None
+        return self.container.get("image") or DEFAULT_CPU_IMAGE
+
+    def _container(
+        self,
+        ti: Any,
+        image: str,
+        script_dir: Path,
+        args: list[str],
+        env: dict[str, str],
+        data_env: Mapping[str, str],
+        tracking_dir: Path,
+        driver_log: Path,
+    ) -> Any:
+        """The step's container (see :mod:`aml_airflow_provider.runtime.container`)."""
+        from aml_airflow_provider._names import data_env_name
+        from aml_airflow_provider.runtime.container import ContainerProcess, DockerSettings, container_spec
+        from aml_airflow_provider.runtime.virtualenv import requirements_of
+
+        settings = DockerSettings.from_mapping(self.container)
+        outputs = {data_env_name(str(port["name"])) for port in self.outputs}
+        tracking_dir.mkdir(parents=True, exist_ok=True)
+        spec = container_spec(
+            image=image,
+            script_dir=script_dir,
+            script=self.script_name,
+            arguments=args,
+            environment=env,
+            requirements=[] if self.environment.get("user_managed") else requirements_of(self.environment),
+            read_only=[path for name, path in data_env.items() if name not in outputs],
+            writable=[*(path for name, path in data_env.items() if name in outputs), str(tracking_dir)],
+            settings=settings,
+            labels={"aml.dag_id": ti.dag_id, "aml.run_id": ti.run_id, "aml.task_id": ti.task_id},
+        )
+        line = f"Running in container {spec.name} of image {image} on {settings.docker_url}"
+        self.log.info("%s", line)
+        with open(driver_log, "a", encoding="utf-8") as fh:
+            fh.write(line + "\n")
+        return ContainerProcess(spec, settings, self.log, driver_log)
