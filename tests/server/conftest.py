@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -24,31 +26,40 @@ print("compared with", arg)
 """
 
 
-@pytest.fixture(scope="module")
-def remote(airflow_server, azurite, tmp_path_factory):
-    """A workspace created in the server, its data on Azurite; the client reads the datastore's
+@contextmanager
+def workspace_on(server, azurite, name: str) -> Iterator[tuple[Workspace, AirflowAuthentication]]:
+    """A workspace created in ``server``, its data on Azurite; the client reads the datastore's
     credential from its own AIRFLOW_CONN_* variable, as Airflow's API never returns it."""
+    from airflow.sdk import Connection
+
     auth = AirflowAuthentication("admin", PASSWORDS["admin"])
     ws = Workspace.create(
-        "remote-ws",
+        name,
         storage_account=azurite.connection_string,
-        airflow_url=airflow_server.url,
+        airflow_url=server.url,
         auth=auth,
         exist_ok=True,
         show_output=False,
     )
-    from airflow.sdk import Connection
-
     conn_id = f"aml_datastore.{ws.name}.workspaceblobstore"
     mp = pytest.MonkeyPatch()
     mp.setenv(
         f"AIRFLOW_CONN_{conn_id.upper()}",
         Connection(conn_id=conn_id, conn_type="aml_blob_datastore", password=azurite.connection_string).as_json(),
     )
-    src = tmp_path_factory.mktemp("remote-src")
-    (src / "compare.py").write_text(SCRIPT)
-    yield ws, auth, src
-    mp.undo()
+    try:
+        yield ws, auth
+    finally:
+        mp.undo()
+
+
+@pytest.fixture(scope="module")
+def remote(airflow_server, azurite, tmp_path_factory):
+    """A workspace in the session's Airflow server (see :func:`workspace_on`), and a source folder."""
+    with workspace_on(airflow_server, azurite, "remote-ws") as (ws, auth):
+        src = tmp_path_factory.mktemp("remote-src")
+        (src / "compare.py").write_text(SCRIPT)
+        yield ws, auth, src
 
 
 def build(ws: Workspace, src: Path) -> Pipeline:

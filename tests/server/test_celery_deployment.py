@@ -17,38 +17,20 @@ import pytest
 import requests
 
 from aml_airflow_provider.core import Datastore, Experiment, Workspace
-from aml_airflow_provider.core.authentication import AirflowAuthentication
 from aml_airflow_provider.core.compute import AmlCompute, ComputeTarget
 from aml_airflow_provider.pipeline.core import Pipeline, PipelineData, PipelineRun
 from aml_airflow_provider.pipeline.steps import PythonScriptStep
-from tests.support.airflow_server import PASSWORDS, REPO
+from tests.server.conftest import workspace_on
+from tests.support.airflow_server import REPO
 
 pytestmark = pytest.mark.server
 
 
 @pytest.fixture(scope="module")
 def cluster(celery_airflow_server, azurite, tmp_path_factory):
-    """A workspace in the Celery deployment, its data on Azurite; the client reads the datastore's
-    credential from its own AIRFLOW_CONN_* variable (Airflow's API never returns it)."""
-    from airflow.sdk import Connection
-
-    auth = AirflowAuthentication("admin", PASSWORDS["admin"])
-    ws = Workspace.create(
-        "celery-ws",
-        storage_account=azurite.connection_string,
-        airflow_url=celery_airflow_server.url,
-        auth=auth,
-        exist_ok=True,
-        show_output=False,
-    )
-    conn_id = f"aml_datastore.{ws.name}.workspaceblobstore"
-    mp = pytest.MonkeyPatch()
-    mp.setenv(
-        f"AIRFLOW_CONN_{conn_id.upper()}",
-        Connection(conn_id=conn_id, conn_type="aml_blob_datastore", password=azurite.connection_string).as_json(),
-    )
-    yield ws, celery_airflow_server, tmp_path_factory.mktemp("celery-src")
-    mp.undo()
+    """A workspace in the Celery deployment (see ``workspace_on``), the deployment, and a source folder."""
+    with workspace_on(celery_airflow_server, azurite, "celery-ws") as (ws, _):
+        yield ws, celery_airflow_server, tmp_path_factory.mktemp("celery-src")
 
 
 def task_instances(server, run: PipelineRun) -> dict[str, dict]:
