@@ -338,6 +338,7 @@ class AmlCompute(ComputeTarget):
             },
             pool=self.pool,
             queue=self.queue,
+            workers=self.workspace._deployment.queue_workers(self.queue),
         )
 
     @property
@@ -371,6 +372,8 @@ class AmlComputeStatus:
 
     :param pool: the Airflow pool behind the cluster
     :param queue: the executor queue its steps go to
+    :param workers: the Celery workers serving that queue (``None`` when the executor cannot tell:
+        not Celery, or a deployment reached over REST)
     """
 
     provisioning_state: str
@@ -382,6 +385,7 @@ class AmlComputeStatus:
     node_state_counts: dict[str, int]
     pool: str
     queue: str
+    workers: list[str] | None = None
     allocation_state: str = "Steady"
     errors: tuple[str, ...] = ()
 
@@ -399,6 +403,7 @@ class AmlComputeStatus:
             "scaleSettings": dict(self.scale_settings),
             "airflowPool": self.pool,
             "queue": self.queue,
+            "queueWorkers": self.workers,
         }
 
 

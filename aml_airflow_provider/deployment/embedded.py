@@ -271,6 +271,16 @@ class EmbeddedDeployment:
                 open=int(stats.get("open", 0)),
             )
 
+    def queue_workers(self, queue: str) -> list[str] | None:
+        """The Celery workers serving ``queue``; ``None`` when the executor cannot tell (not Celery)."""
+        from airflow.configuration import conf
+
+        if "CeleryExecutor" not in conf.get("core", "executor", fallback=""):
+            return None
+        from aml_airflow_provider.deployment.celery import workers_on_queue
+
+        return workers_on_queue(queue, conf.get("celery", "broker_url"))
+
     def delete_pool(self, name: str) -> None:
         self.ensure_ready()
         from airflow.models.pool import Pool

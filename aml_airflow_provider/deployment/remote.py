@@ -164,6 +164,10 @@ class RemoteDeployment:
             open=body.get("open_slots", 0),
         )
 
+    def queue_workers(self, queue: str) -> list[str] | None:
+        """Airflow's REST API does not say which workers serve a queue."""
+        return None
+
     def delete_pool(self, name: str) -> None:
         self._call("DELETE", f"/api/v2/pools/{quote(name, safe='')}", ok404=True)
 

@@ -18,6 +18,7 @@ import requests
 
 from aml_airflow_provider.core import Datastore, Experiment, Workspace
 from aml_airflow_provider.core.compute import AmlCompute, ComputeTarget
+from aml_airflow_provider.deployment.celery import workers_on_queue
 from aml_airflow_provider.pipeline.core import Pipeline, PipelineData, PipelineRun
 from aml_airflow_provider.pipeline.steps import PythonScriptStep
 from tests.server.conftest import workspace_on
@@ -90,6 +91,10 @@ def test_a_cluster_of_one_node_serialises_its_steps_on_its_queue(cluster):
 
     tis = task_instances(server, run)
     assert {(ti["queue"], ti["pool"]) for ti in tis.values()} == {("serial1", serial.pool)}
+    # What get_status() reports for a Celery deployment reached in-process: the workers on the queue.
+    broker = server.env["AIRFLOW__CELERY__BROKER_URL"]
+    assert [w.split("@")[0] for w in workers_on_queue("serial1", broker, timeout=5)] == ["w1", "w2"]
+    assert workers_on_queue("no-such-queue", broker, timeout=5) == []
     spans = sorted(
         (datetime.fromisoformat(ti["start_date"]), datetime.fromisoformat(ti["end_date"])) for ti in tis.values()
     )
