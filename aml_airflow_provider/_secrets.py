@@ -13,6 +13,8 @@ _PATTERNS = [
         r"\1=***",
     ),
     (re.compile(r"(?i)(Authorization['\"]?\s*[:=]\s*['\"]?)(Bearer|SharedKey)\s+[^\s'\"]+"), r"\1\2 ***"),
+    # Credentials in a URL (a private package index in a pip requirement, a database URL).
+    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s:@'\"]+:[^/\s@'\"]+@"), r"\1***@"),
 ]
 
 

@@ -759,23 +759,22 @@ class DockerCompute(ComputeTarget):
     provisioning_configuration = attach_configuration
 
 
-def compute_placement(workspace: Workspace, names: Iterable[str]) -> dict[str, dict[str, Any]]:
+def compute_placement(targets: Iterable[ComputeTarget]) -> dict[str, dict[str, Any]]:
     """Operator arguments by compute name: an ``AmlCompute``'s ``pool`` and ``queue``, a ``DockerCompute``'s
     ``container`` settings (no secret: a registry login stays in its Airflow connection).
 
     Recorded in the pipeline spec, so the DAG file places the tasks without reading the registry.
-    Names that are not registered, or not clusters, are left out: their steps run where Airflow puts them.
+    Other computes are left out: their steps run where Airflow puts them.
+
+    :param targets: the registered computes the pipeline's steps name (as ``ComputeTarget(ws, name)`` found them)
     """
     placement: dict[str, dict[str, Any]] = {}
-    for name in sorted(set(names) - {LOCAL_COMPUTE_NAME}):
-        record = workspace._deployment.get_connection(compute_conn_id(workspace.name, name))
-        kind = record.extra.get(COMPUTE_TYPE_KEY) if record is not None else None
-        if kind == AmlCompute.type:
-            placement[name] = {"pool": compute_pool_name(workspace.name, name), "queue": name}
-        elif kind == DockerCompute.type:
-            assert record is not None
-            placement[name] = {"container": {k: record.extra[k] for k in _DOCKER_SETTINGS if k in record.extra}}
-    return placement
+    for target in targets:
+        if isinstance(target, AmlCompute):
+            placement[target.name] = {"pool": target.pool, "queue": target.queue}
+        elif isinstance(target, DockerCompute):
+            placement[target.name] = {"container": dict(target.settings)}
+    return dict(sorted(placement.items()))
 
 
 def compute_name(target: object, where: str) -> str | None:

@@ -262,33 +262,23 @@ class AmlStepOperator(BaseOperator):
         }
 
     def run_process(
-        self,
-        argv: Sequence[str],
-        cwd: Path,
-        env: Mapping[str, str],
-        driver_log: Path,
-        should_stop: Callable[[], str | None],
-        *,
-        failure: Callable[[int], str],
-        tail_stdout: bool = False,
-        process: Any = None,
+        self, process: Any, should_stop: Callable[[], str | None], *, failure: Callable[[int], str]
     ) -> None:
         """Run the step's process to its end (``on_kill`` stops it); raise if it failed or was stopped.
 
+        :param process: a :class:`~aml_airflow_provider.runtime.launcher.StepProcess` on the worker, or a
+            step's :class:`~aml_airflow_provider.runtime.container.ContainerProcess`
+        :param should_stop: polled; a reason stops the process (the run failed elsewhere)
         :param failure: the start of the error message, given the exit code
-        :param tail_stdout: quote stdout too in the error (spark-submit relays the driver's stderr there)
-        :param process: what to run instead of ``argv`` on the worker (a step's container)
         """
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from aml_airflow_provider.runtime.launcher import StepProcess
-
-        self._process = process or StepProcess(argv, cwd, env, self.log, driver_log, tail_stdout=tail_stdout)
-        result = self._process.run(should_stop)
+        self._process = process
+        result = process.run(should_stop)
         if result.stopped_because:
             raise AirflowSkipException(f"Step '{self.step_name}' stopped: {result.stopped_because}.")
         if result.returncode != 0:
-            stream = "output" if tail_stdout else "stderr"
+            stream = "output" if process.tail_stdout else "stderr"
             tail = "\n".join(result.stderr_tail) or f"(no output on {stream})"
             raise StepRunError(f"{failure(result.returncode)} End of its {stream}:\n{tail}")
 

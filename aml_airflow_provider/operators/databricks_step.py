@@ -18,6 +18,7 @@ from aml_airflow_provider.exceptions import StepRunError
 from aml_airflow_provider.operators.base import AmlStepOperator, FreshRun
 from aml_airflow_provider.operators.remote import JobOutcome, RemoteStepOperator
 from aml_airflow_provider.runtime.contract import PARAMETER_TOKEN, expand
+from aml_airflow_provider.runtime.launcher import StepProcess
 
 if TYPE_CHECKING:
     from airflow.models.taskinstancekey import TaskInstanceKey
@@ -323,13 +324,10 @@ class DatabricksStepOperator(RemoteStepOperator):
             self.log.info("%s", line)
             fh.write(line + "\n")
         self.run_process(
-            argv,
-            script_dir,
-            env,
-            driver_log,
+            # spark-submit relays the driver's stderr on its stdout: quote both in the error.
+            StepProcess(argv, script_dir, env, self.log, driver_log, tail_stdout=True),
             should_stop,
             failure=lambda code: f"{where} failed on local Spark (exit code {code}).",
-            tail_stdout=True,
         )
         exit_value = spark_local.read_exit_value(exit_file)
         if exit_value is not None:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from aml_airflow_provider.exceptions import StepRunError
 from aml_airflow_provider.operators.base import AmlStepOperator
 from aml_airflow_provider.runtime.contract import PARAMETER_TOKEN, expand
+from aml_airflow_provider.runtime.launcher import StepProcess
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -142,7 +143,7 @@ class PythonScriptStepOperator(AmlStepOperator):
     def _interpreter(self, driver_log: Path) -> str:
         """The Python that runs the script: the worker's, the environment's own (user-managed), or a
         virtualenv with the environment's packages, built on this worker on first use."""
-        from aml_airflow_provider.runtime.virtualenv import default_root, ensure_virtualenv, requirements_of
+        from aml_airflow_provider.runtime.virtualenv import default_root, ensure_virtualenv, requirements_of, shown
 
         if self.environment.get("user_managed"):
             path = str(self.environment.get("interpreter_path") or "python")
@@ -153,7 +154,7 @@ class PythonScriptStepOperator(AmlStepOperator):
         venv = ensure_virtualenv(requirements, default_root(), where=f"Step '{self.step_name}'")
         line = (
             f"Running in virtualenv {venv.path} ({'built' if venv.built else 'found'} in {venv.seconds:.1f} s) "
-            f"for {', '.join(requirements)}"
+            f"for {shown(requirements)}"
         )
         self.log.info("%s", line)
         with open(driver_log, "a", encoding="utf-8") as fh:
@@ -185,17 +186,13 @@ class PythonScriptStepOperator(AmlStepOperator):
             ):
                 self.log.info("%s", line)
                 fh.write(line + "\n")
-        container = None
-        if image is not None:
-            container = self._container(ti, image, script_dir, args, env, data_env, tracking_dir, driver_log)
+        if image is None:
+            argv = [self.python or self._interpreter(driver_log), self.script_name, *args]
+            process = StepProcess(argv, script_dir, env, self.log, driver_log)
+        else:
+            process = self._container(ti, image, script_dir, args, env, data_env, tracking_dir, driver_log)
         self.run_process(
-            [self.python or (sys.executable if container else self._interpreter(driver_log)), self.script_name, *args],
-            script_dir,
-            env,
-            driver_log,
-            should_stop,
-            failure=lambda code: f"{where} failed: {self.script_name} exited with code {code}.",
-            process=container,
+            process, should_stop, failure=lambda code: f"{where} failed: {self.script_name} exited with code {code}."
         )
 
     def _image(self) -> str | None:

@@ -23,14 +23,14 @@ import logging
 import os
 import threading
 import uuid
-from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from aml_airflow_provider._secrets import redact
 from aml_airflow_provider.exceptions import StepRunError
-from aml_airflow_provider.runtime.launcher import STDERR_TAIL_LINES, ProcessResult
+from aml_airflow_provider.runtime.launcher import OutputLines, ProcessResult
 
 log = logging.getLogger(__name__)
 
@@ -192,6 +192,9 @@ class ContainerProcess:
     :param driver_log: a file that also receives every line
     """
 
+    #: The error tail quotes the container's output: Docker's log stream mixes stdout and stderr.
+    tail_stdout = True
+
     def __init__(
         self, spec: ContainerSpec, settings: DockerSettings, log: logging.Logger, driver_log: Path | None = None
     ) -> None:
@@ -218,7 +221,7 @@ class ContainerProcess:
         from docker.errors import DockerException
 
         client = self.client()
-        tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
+        lines = OutputLines(self.log, self.driver_log)
         stopped: list[str] = []
         try:
             self._pull_if_missing(client)
@@ -229,16 +232,17 @@ class ContainerProcess:
                 target=self._watch, args=(should_stop, poll_seconds, stopped), name="aml-container-watch", daemon=True
             )
             watcher.start()
-            self._follow(client, tail)
+            self._follow(client, lines)
             returncode = int(client.wait(self._container).get("StatusCode", -1))
             self._stopping.set()
             watcher.join()
         except DockerException as exc:
-            raise StepRunError(f"Docker engine at {self.settings.docker_url}: {exc}") from None
+            raise StepRunError(redact(f"Docker engine at {self.settings.docker_url}: {exc}")) from None
         finally:
             self._stopping.set()
+            lines.close()
             self._remove(client)
-        return ProcessResult(returncode, list(tail), stopped[0] if stopped else None)
+        return ProcessResult(returncode, list(lines.tail), stopped[0] if stopped else None)
 
     def terminate(self, grace_seconds: float = 10.0) -> None:
         """Stop the container (SIGTERM, then SIGKILL after ``grace_seconds``)."""
@@ -289,27 +293,15 @@ class ContainerProcess:
             "stdin_open": False,
         }
 
-    def _follow(self, client: Any, tail: deque[str]) -> None:
-        tee = open(self.driver_log, "a", encoding="utf-8") if self.driver_log else None  # noqa: SIM115
+    def _follow(self, client: Any, lines: OutputLines) -> None:
         buffered = ""
-        try:
-            for chunk in client.logs(self._container, stream=True, follow=True, stdout=True, stderr=True):
-                buffered += chunk.decode("utf-8", errors="replace")
-                *lines, buffered = buffered.split("\n")
-                for line in lines:
-                    self._emit(line.rstrip("\r"), tail, tee)
-            if buffered:
-                self._emit(buffered, tail, tee)
-        finally:
-            if tee is not None:
-                tee.close()
-
-    def _emit(self, line: str, tail: deque[str], tee: Any) -> None:
-        self.log.info("%s", line)
-        tail.append(line)
-        if tee is not None:
-            tee.write(line + "\n")
-            tee.flush()
+        for chunk in client.logs(self._container, stream=True, follow=True, stdout=True, stderr=True):
+            buffered += chunk.decode("utf-8", errors="replace")
+            *complete, buffered = buffered.split("\n")
+            for line in complete:
+                lines.emit(line.rstrip("\r"))
+        if buffered:
+            lines.emit(buffered)
 
     def _watch(self, should_stop: Callable[[], str | None] | None, poll_seconds: float, stopped: list[str]) -> None:
         while should_stop is not None and not self._stopping.wait(poll_seconds):

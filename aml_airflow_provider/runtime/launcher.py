@@ -31,6 +31,34 @@ class ProcessResult:
     stopped_because: str | None = None
 
 
+class OutputLines:
+    """Where a step's output lines go: the task log, the driver log (opened for the run) and the error tail.
+
+    :param log: the task's logger
+    :param driver_log: a file that also receives every line (v1's ``70_driver_log.txt``)
+    """
+
+    def __init__(self, log: logging.Logger, driver_log: Path | None) -> None:
+        self.log = log
+        self.tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
+        self._tee = open(driver_log, "a", encoding="utf-8") if driver_log else None  # noqa: SIM115 - see close()
+        self._lock = threading.Lock()  # stdout and stderr are pumped by two threads
+
+    def emit(self, line: str, *, keep: bool = True) -> None:
+        """Log ``line``, append it to the driver log and, if ``keep``, to the tail quoted on failure."""
+        self.log.info("%s", line)
+        with self._lock:
+            if self._tee is not None:
+                self._tee.write(line + "\n")
+                self._tee.flush()
+            if keep:
+                self.tail.append(line)
+
+    def close(self) -> None:
+        if self._tee is not None:
+            self._tee.close()
+
+
 class StepProcess:
     """One child process (in its own process group, so it can be stopped with its children).
 
@@ -60,23 +88,15 @@ class StepProcess:
         self.log = log
         self.driver_log = driver_log
         self._proc: subprocess.Popen[bytes] | None = None
-        self._tee_lock = threading.Lock()
 
-    def _pump(self, stream: IO[bytes], tail: deque[str] | None, tee: IO[str] | None) -> None:
+    def _pump(self, stream: IO[bytes], lines: OutputLines, keep: bool) -> None:
         for raw in iter(stream.readline, b""):
-            line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
-            self.log.info("%s", line)
-            if tee is not None:
-                with self._tee_lock:
-                    tee.write(line + "\n")
-                    tee.flush()
-            if tail is not None:
-                tail.append(line)
+            lines.emit(raw.decode("utf-8", errors="replace").rstrip("\r\n"), keep=keep)
         stream.close()
 
     def run(self, should_stop: Callable[[], str | None] | None = None, poll_seconds: float = 2.0) -> ProcessResult:
         """Run to completion (or until ``should_stop`` gives a reason); return how it ended."""
-        tee = open(self.driver_log, "a", encoding="utf-8") if self.driver_log else None  # noqa: SIM115
+        lines = OutputLines(self.log, self.driver_log)
         try:
             self._proc = subprocess.Popen(
                 self.argv,
@@ -87,12 +107,9 @@ class StepProcess:
                 stderr=subprocess.PIPE,
                 start_new_session=True,
             )
-            tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
             pumps = [
-                threading.Thread(
-                    target=self._pump, args=(self._proc.stdout, tail if self.tail_stdout else None, tee), daemon=True
-                ),
-                threading.Thread(target=self._pump, args=(self._proc.stderr, tail, tee), daemon=True),
+                threading.Thread(target=self._pump, args=(self._proc.stdout, lines, self.tail_stdout), daemon=True),
+                threading.Thread(target=self._pump, args=(self._proc.stderr, lines, True), daemon=True),
             ]
             for t in pumps:
                 t.start()
@@ -108,10 +125,9 @@ class StepProcess:
                         self.terminate()
             for t in pumps:
                 t.join()
-            return ProcessResult(returncode, list(tail), stopped_because)
+            return ProcessResult(returncode, list(lines.tail), stopped_because)
         finally:
-            if tee is not None:
-                tee.close()
+            lines.close()
 
     def terminate(self, grace_seconds: float = 10.0) -> None:
         """SIGTERM the process group, then SIGKILL what is left after ``grace_seconds``."""

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from aml_airflow_provider._secrets import redact
 from aml_airflow_provider.exceptions import StepRunError
 
 log = logging.getLogger(__name__)
@@ -93,6 +94,11 @@ def conda_to_pip(spec: str) -> str | None:
     return f"{name}{version}"
 
 
+def shown(requirements: Iterable[str]) -> str:
+    """Requirements as logs and errors show them: a private index's credentials in a URL are masked."""
+    return redact(", ".join(requirements))
+
+
 def environment_key(requirements: Iterable[str]) -> str:
     """The folder name of the virtualenv for ``requirements`` on this worker's Python."""
     identity = {
@@ -140,7 +146,7 @@ def ensure_virtualenv(requirements: Iterable[str], root: Path, *, where: str = "
         if path.exists():
             log.warning("Removing the incomplete virtualenv %s (an earlier build stopped half-way)", path)
             shutil.rmtree(path)
-        log.info("%s: building a virtualenv for %s in %s", where, ", ".join(requirements) or "no packages", path)
+        log.info("%s: building a virtualenv for %s in %s", where, shown(requirements) or "no packages", path)
         _build(path, requirements, where)
         (path / COMPLETE_MARKER).write_text(json.dumps({"requirements": requirements}) + "\n")
     seconds = time.monotonic() - started
@@ -161,7 +167,7 @@ def _build(path: Path, requirements: list[str], where: str) -> None:
     if requirements:
         pip = [sys.executable, "-m", "pip", "--python", python, "install"]
         pip += ["--disable-pip-version-check", "--no-input", "--progress-bar", "off", *requirements]
-        _run(pip, where, f"install {', '.join(requirements)}")
+        _run(pip, where, f"install {shown(requirements)}")
 
 
 def _worker_site_dirs() -> list[str]:
@@ -174,7 +180,7 @@ def _run(argv: list[str], where: str, what: str) -> str:
     result = subprocess.run(argv, capture_output=True, text=True, check=False)
     if result.returncode == 0:
         return result.stdout.strip()
-    tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-_PIP_TAIL:])
+    tail = redact("\n".join((result.stdout + result.stderr).strip().splitlines()[-_PIP_TAIL:]))
     raise StepRunError(
         f"{where}: could not {what} for its environment (exit code {result.returncode}). Check the package "
         f"names and versions in its CondaDependencies/Environment, and that the worker can reach the package "

@@ -287,7 +287,7 @@ class BlobBackend(DatastoreBackend):
         code = getattr(exc, "error_code", None) or ""
         code = str(getattr(code, "value", code))
         status = getattr(exc, "status_code", None)
-        detail = _first_line(getattr(exc, "message", None) or str(exc))
+        detail = error_detail(exc)
         if code == "ContainerNotFound":
             message = (
                 f"Cannot {action} {where}: container '{self.container_name}' does not exist in account "
@@ -398,7 +398,7 @@ class BlobBackend(DatastoreBackend):
                     result = client.upload_blob(data, length=size, overwrite=overwrite)
                     stored = result.get("content_md5")
                     return Uploaded(size, result["etag"], sent, bytes(stored) if stored else None)
-                if not overwrite and self._exists(path):
+                if not overwrite and self.exists(path):
                     return None  # don't send gigabytes just to have the final commit refused
                 settings = ContentSettings(content_md5=content_md5) if content_md5 else None
                 result = client.upload_blob(
@@ -418,13 +418,14 @@ class BlobBackend(DatastoreBackend):
         except OSError as exc:
             raise DatastoreError(f"Cannot upload {local} to {self.describe(path)}: {exc}") from exc
 
-    def _exists(self, path: str) -> bool:
+    def exists(self, path: str) -> bool:
+        """Whether the blob ``path`` exists (a missing container is left to the request that follows)."""
         from azure.core.exceptions import ResourceNotFoundError
 
         try:
             self.container_client.get_blob_client(path).get_blob_properties()
         except ResourceNotFoundError:
-            return False  # a missing container is reported by the upload that follows
+            return False
         return True
 
     def download_file(self, path: str, local: Path) -> int:
@@ -673,5 +674,7 @@ def _strip_query(url: str) -> str:
     return parts._replace(query="", fragment="").geturl()
 
 
-def _first_line(text: str) -> str:
-    return (text or "").strip().splitlines()[0] if (text or "").strip() else ""
+def error_detail(exc: BaseException) -> str:
+    """The first line of an SDK error's message (the rest repeats request details); not yet redacted."""
+    text = (getattr(exc, "message", None) or str(exc) or "").strip()
+    return text.splitlines()[0] if text else ""

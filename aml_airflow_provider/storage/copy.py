@@ -24,7 +24,7 @@ from aml_airflow_provider._names import normalize_datastore_path
 from aml_airflow_provider._secrets import redact
 from aml_airflow_provider.exceptions import DatastoreError, UserErrorException
 from aml_airflow_provider.storage.base import DatastoreBackend, RemoteFile, new_temp_name, remove_path
-from aml_airflow_provider.storage.blob import BlobBackend
+from aml_airflow_provider.storage.blob import BlobBackend, error_detail
 
 if TYPE_CHECKING:
     from azure.storage.blob import BlobClient, BlobProperties, UserDelegationKey
@@ -34,8 +34,6 @@ log = logging.getLogger(__name__)
 MiB = 1024 * 1024
 #: Range of the source that one Put Block From URL request copies; blobs up to this size take one request.
 DEFAULT_BLOCK_SIZE = 64 * MiB
-#: Files copied at once.
-DEFAULT_CONCURRENCY = 32
 #: Put Block List accepts at most this many blocks: bigger blobs get bigger blocks.
 MAX_BLOCKS = 50_000
 #: Largest range Put Block From URL copies in one request.
@@ -91,7 +89,7 @@ def copy_blobs(
     overwrite: bool,
     report: Callable[[str], None] | None = None,
     block_size: int = DEFAULT_BLOCK_SIZE,
-    concurrency: int = DEFAULT_CONCURRENCY,
+    concurrency: int | None = None,
 ) -> CopyStats:
     """Copy a blob, or every blob under a folder, to another (or the same) blob datastore, server-side.
 
@@ -137,13 +135,14 @@ def copy_blobs(
         ``skipped`` (a blob appearing during the copy is kept too)
     :param report: called with a progress line every :data:`REPORT_INTERVAL` seconds and at the end
     :param block_size: bytes per Put Block From URL request (copies across accounts)
-    :param concurrency: blobs copied at once
+    :param concurrency: blobs copied at once (default: the destination datastore's ``file_concurrency``)
     :returns: what was copied
     :raises DatastoreError: nothing to copy, a copy onto itself, a failed verification, or a
         request that failed for good
     """
     if not 1 <= block_size <= MAX_BLOCK_SIZE:
         raise UserErrorException(f"block_size must be between 1 and {MAX_BLOCK_SIZE} bytes, not {block_size}.")
+    concurrency = dst.file_concurrency if concurrency is None else concurrency
     if concurrency < 1:
         raise UserErrorException(f"concurrency must be at least 1, not {concurrency}.")
     started = time.monotonic()
@@ -320,7 +319,7 @@ def _source_blobs(src: BlobBackend, src_path: str, directory: bool) -> list[Blob
             ]
         )
         if not blobs:
-            raise _no_data(src, src_path, directory, bool(src_path) and retry.call(_blob_exists, src, src_path))
+            raise _no_data(src, src_path, directory, bool(src_path) and retry.call(src.exists, src_path))
     except (AzureError, ValueError) as exc:
         raise src._error(exc, "list", src_path) from None
     blobs.sort(key=lambda b: b.name)
@@ -332,22 +331,12 @@ def _any_blob_under(backend: BlobBackend, prefix: str) -> bool:
     return any(True for _ in next(pages, []))
 
 
-def _blob_exists(backend: BlobBackend, name: str) -> bool:
-    from azure.core.exceptions import ResourceNotFoundError
-
-    try:
-        backend.container_client.get_blob_client(name).get_blob_properties()
-    except ResourceNotFoundError:
-        return False
-    return True
-
-
 def _existing_blobs(dst: BlobBackend, dst_path: str, directory: bool) -> set[str]:
     from azure.core.exceptions import AzureError
 
     if not directory:
         try:
-            exists = _Retry(f"checking {dst.describe(dst_path)}", threading.Event()).call(_blob_exists, dst, dst_path)
+            exists = _Retry(f"checking {dst.describe(dst_path)}", threading.Event()).call(dst.exists, dst_path)
         except (AzureError, ValueError) as exc:
             raise dst._error(exc, "read", dst_path) from None
         return {dst_path} if exists else set()
@@ -435,7 +424,7 @@ class _SourceReader:
             try:
                 self._delegation_key = service.get_user_delegation_key(now - timedelta(minutes=5), expiry)
             except AzureError as exc:
-                detail = redact(_first_line(getattr(exc, "message", None) or str(exc)))
+                detail = redact(error_detail(exc))
                 raise DatastoreError(
                     f"Cannot copy from {self.src.describe()} server-side: it authenticates with the worker's "
                     "Azure identity, so the destination's storage service can read it only through a user "
@@ -528,8 +517,9 @@ class _BlobCopier:
                 )
             except (ResourceExistsError, ResourceModifiedError):
                 # A copy whose answer was lost to a transient failure may have gone through.
-                if attempts > 1 and self._copied_here(client, blob):
-                    return {"etag": client.get_blob_properties().etag, "copy_status": "success"}
+                ours = self._copied_here(client, blob) if attempts > 1 else None
+                if ours is not None:
+                    return {"etag": ours.etag, "copy_status": "success"}
                 raise
 
         try:
@@ -552,11 +542,12 @@ class _BlobCopier:
         self.progress.add_bytes(blob.size)
         return True
 
-    def _copied_here(self, client: BlobClient, blob: BlobProperties) -> bool:
-        """Whether the destination is a finished copy of ``blob``'s URL (ours, its answer lost)."""
-        copy = client.get_blob_properties().copy
-        source = urlsplit(copy.source or "")._replace(query="").geturl()
-        return copy.status == "success" and source == self.reader.url(blob.name).split("?", 1)[0]
+    def _copied_here(self, client: BlobClient, blob: BlobProperties) -> BlobProperties | None:
+        """The destination's properties if it is a finished copy of ``blob``'s URL (ours, its answer lost)."""
+        props = client.get_blob_properties()
+        source = urlsplit(props.copy.source or "")._replace(query="").geturl()
+        ours = props.copy.status == "success" and source == self.reader.url(blob.name).split("?", 1)[0]
+        return props if ours else None
 
     def _await_copy(
         self, client: BlobClient, blob: BlobProperties, name: str, copy_id: str, retry: _Retry
@@ -568,8 +559,9 @@ class _BlobCopier:
         delay = _FIRST_BACKOFF
         while True:
             if self.stop.wait(delay):
-                with contextlib.suppress(AzureError):
+                with contextlib.suppress(AzureError):  # it may have finished meanwhile: delete it anyway
                     client.abort_copy(copy_id)
+                with contextlib.suppress(AzureError):
                     client.delete_blob()
                 raise _Cancelled()
             delay = min(delay * 2, _MAX_BACKOFF)
@@ -781,7 +773,7 @@ class _BlobCopier:
                 with self._lock:
                     left.append(name)
 
-        with ThreadPoolExecutor(max_workers=min(DEFAULT_CONCURRENCY, len(created))) as pool:
+        with ThreadPoolExecutor(max_workers=min(self.dst.file_concurrency, len(created))) as pool:
             list(pool.map(delete, created))
         if left:
             log.error("The failed copy left %d blob(s) in %s: %s", len(left), self.dst.describe(), ", ".join(left[:20]))
@@ -795,7 +787,7 @@ class _BlobCopier:
         """A :class:`DatastoreError` for an SDK error of the copy of ``blob`` to ``name``; no secrets."""
         code = _error_code(exc)
         status = getattr(exc, "status_code", None)
-        detail = _first_line(getattr(exc, "message", None) or str(exc))
+        detail = error_detail(exc)
         where = self._where(blob.name, name)
         if code == "Md5Mismatch":
             source_md5 = (_md5_of(blob) or b"").hex()
@@ -912,6 +904,7 @@ class _FileCopier:
         """Upload to a blob datastore and verify: the size, and the MD5 the service computed of what
         arrived (one request), or for a block upload the MD5 computed here, stored as Content-MD5."""
         assert isinstance(self.dst, BlobBackend)
+        checked = digest is not None  # a downloaded source was checked before anything was written
         hashing: Future[tuple[int, bytes]] | None = None
         if digest is None and file.size > self.dst._single_put_limit:
             # A large local file is hashed while it goes up, on another core, instead of before.
@@ -929,7 +922,7 @@ class _FileCopier:
         if digest is None:  # one request: the bytes sent were hashed on the way
             assert uploaded.sent_md5 is not None
             digest = (uploaded.size, uploaded.sent_md5)
-        if hashing is not None or uploaded.sent_md5 is not None:  # local sources were not checked before
+        if not checked:
             self._check_source(file, *digest, written=True, name=name)
         size, md5 = digest
         if uploaded.service_md5 is not None:
@@ -1158,7 +1151,7 @@ class _Retry:
                     "%s: %s (%s); retrying in %.1f s",
                     self.what,
                     type(exc).__name__,
-                    redact(_first_line(getattr(exc, "message", None) or str(exc)), self.secrets),
+                    redact(error_detail(exc), self.secrets),
                     delay,
                 )
                 if self.stop.wait(delay):
@@ -1243,7 +1236,3 @@ def _b64_hex(value: str) -> str | None:
         return base64.b64decode(value, validate=True).hex()
     except ValueError:
         return None
-
-
-def _first_line(text: str) -> str:
-    return (text or "").strip().splitlines()[0] if (text or "").strip() else ""

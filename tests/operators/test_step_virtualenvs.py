@@ -168,3 +168,11 @@ def test_requirements_are_deduplicated_and_order_free():
     env = environment("b==1", "a", conda=("a", "python=3.11"))
     assert requirements_of(env) == ["a", "b==1"]
     assert environment_key(["a", "b==1"]) == environment_key(["b==1", "a"]) != environment_key(["a", "b==2"])
+
+
+def test_a_private_index_credential_stays_out_of_logs_and_errors(tmp_path, caplog):
+    requirement = "private-pkg @ http://builder:s3cr3t-token@127.0.0.1:9/private_pkg-1.0-py3-none-any.whl"
+    with pytest.raises(StepRunError) as info:
+        ensure_virtualenv([requirement], tmp_path, where="Step 'train'")
+    assert "s3cr3t-token" not in str(info.value) + caplog.text
+    assert "http://***@127.0.0.1:9/private_pkg-1.0-py3-none-any.whl" in str(info.value)

@@ -131,6 +131,8 @@ class Pipeline:
         if not listed:
             raise UserErrorException("Pipeline: give at least one step.")
         self._listed = list(dict.fromkeys(listed))
+        #: Registered computes by name, looked up once by validate() (or why the lookup failed).
+        self._computes: dict[str, ComputeTarget | ComputeTargetException] = {}
         problems = self.validate()
         if problems:
             raise PipelineValidationError(problems)
@@ -262,11 +264,14 @@ class Pipeline:
         name = step._compute
         if name is None or name == LOCAL_COMPUTE_NAME:
             return []
-        try:
-            ComputeTarget(self._workspace, name)
-        except ComputeTargetException as exc:
-            return [f"Step '{step.name}': {exc}"]
-        return []
+        # One registry lookup per compute, however many steps use it; the spec's placement reuses it.
+        if name not in self._computes:
+            try:
+                self._computes[name] = ComputeTarget(self._workspace, name)
+            except ComputeTargetException as exc:
+                self._computes[name] = exc
+        found = self._computes[name]
+        return [f"Step '{step.name}': {found}"] if isinstance(found, ComputeTargetException) else []
 
     # -- compiled form ----------------------------------------------------------------------------
     @cached_property
@@ -292,7 +297,7 @@ class Pipeline:
         """The pipeline as a :class:`PipelineSpec` (computed once)."""
         ctx = _Context(self)
         steps = tuple(step._to_spec(ctx) for step in self._steps)
-        placement = compute_placement(self._workspace, {s.compute for s in steps if s.compute})
+        placement = compute_placement(c for c in self._computes.values() if isinstance(c, ComputeTarget))
         return PipelineSpec(
             workspace=self._workspace.name,
             default_datastore=self._default_datastore_name,
