@@ -32,11 +32,11 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import urlsplit
 
-from tests.support.loopback import RecordedRequest, parse_query, read_body
+from tests.support.loopback import LoopbackServer, QuietHTTPServer, RecordedRequest, parse_query, read_body
 
 DEFAULT_TOKEN = "dapi-contract-token"
 FIRST_RUN_ID = 1001
@@ -458,7 +458,7 @@ def _check_submit(body: dict[str, Any]) -> list[str]:
 class _Handler(BaseHTTPRequestHandler):
     """Reads one request, hands it to the owning :class:`DatabricksServer`, writes its JSON answer."""
 
-    server: _HTTPServer
+    server: QuietHTTPServer
     # HTTP/1.0: one request per connection, so nothing is served once stop() has returned.
     protocol_version = "HTTP/1.0"
 
@@ -494,15 +494,7 @@ class _Handler(BaseHTTPRequestHandler):
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
 
 
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    owner: DatabricksServer
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        pass  # a client hanging up mid-answer is not the test's business
-
-
-class DatabricksServer:
+class DatabricksServer(LoopbackServer):
     """A Databricks workspace API on ``127.0.0.1``, for one test (or one module) at a time.
 
     :param token: the only personal access token it accepts (``Authorization: Bearer <token>``)
@@ -510,12 +502,13 @@ class DatabricksServer:
     :param polls_per_state: how many ``runs/get`` of a run return each scripted state before the next
     """
 
+    handler = _Handler
+
     def __init__(self, token: str = DEFAULT_TOKEN, *, port: int = 0, polls_per_state: int = 1) -> None:
         if polls_per_state < 1:
             raise ValueError("polls_per_state must be at least 1")
+        self._listen_on(port)
         self.token = token
-        self.host = "127.0.0.1"
-        self.port = port
         self.polls_per_state = polls_per_state
         #: Every request, in the order received (failed, unauthenticated and unknown ones included).
         self.requests: list[RecordedRequest] = []
@@ -540,43 +533,7 @@ class DatabricksServer:
         self._next_id = FIRST_RUN_ID
         self._next_job_id = FIRST_JOB_ID
         self._next_handle = FIRST_DBFS_HANDLE
-        self._httpd: _HTTPServer | None = None
-        self._thread: threading.Thread | None = None
         self._routes = self._build_routes()
-
-    # -- lifecycle ---------------------------------------------------------------------------------
-
-    def start(self) -> DatabricksServer:
-        """Listen and serve from a daemon thread; return ``self``."""
-        if self._httpd is not None:
-            return self
-        httpd = _HTTPServer((self.host, self.port), _Handler)
-        httpd.owner = self
-        self.port = httpd.server_address[1]
-        self._httpd = httpd
-        self._thread = threading.Thread(target=httpd.serve_forever, name=f"databricks-server-{self.port}", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop listening; the recorded state stays readable."""
-        httpd, thread = self._httpd, self._thread
-        self._httpd = self._thread = None
-        if httpd is not None:
-            httpd.shutdown()
-            httpd.server_close()
-        if thread is not None:
-            thread.join(timeout=5)
-
-    def __enter__(self) -> DatabricksServer:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
 
     # -- test controls and inspection ------------------------------------------------------------------
 

@@ -39,11 +39,11 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, NamedTuple
 from urllib.parse import unquote, urlsplit
 
-from tests.support.loopback import parse_query, read_body
+from tests.support.loopback import LoopbackServer, QuietHTTPServer, parse_query, read_body
 
 #: The highest API version the stand-in speaks unless told otherwise; also what ``/version`` reports.
 DEFAULT_API_VERSION = "1.43"
@@ -265,7 +265,7 @@ class _Container:
 class _Handler(BaseHTTPRequestHandler):
     """Reads one request, hands it to the owning :class:`DockerEngineStandIn`, writes its answer."""
 
-    server: _HTTPServer
+    server: QuietHTTPServer
     # HTTP/1.1 for chunked streams (pull progress, followed logs); every answer closes its connection, so
     # nothing is served from a kept-alive connection once stop() has returned.
     protocol_version = "HTTP/1.1"
@@ -308,25 +308,19 @@ class _Handler(BaseHTTPRequestHandler):
     do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = _handle
 
 
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    owner: DockerEngineStandIn
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        pass  # a client hanging up mid-answer is not the test's business
-
-
-class DockerEngineStandIn:
+class DockerEngineStandIn(LoopbackServer):
     """A Docker engine API on ``127.0.0.1``: a context manager, or :meth:`start` / :meth:`stop`.
 
     :param api_version: the highest API version it accepts and the one ``/version`` reports
     :param port: TCP port to listen on; 0 picks a free one
     """
 
+    handler = _Handler
+    scheme = "tcp"  # docker-py's base_url
+
     def __init__(self, *, api_version: str = DEFAULT_API_VERSION, port: int = 0) -> None:
+        self._listen_on(port)
         self.api_version = api_version
-        self.host = "127.0.0.1"
-        self.port = port
         #: Every request in the order received (refused and unknown ones included).
         self.requests: list[DockerRequest] = []
         #: Images present locally (any spelling :func:`canonical_image` resolves); ``None``: every image
@@ -344,51 +338,18 @@ class DockerEngineStandIn:
         self._containers: dict[str, _Container] = {}
         self._unhandled: list[DockerRequest] = []
         self._stopping = threading.Event()
-        self._httpd: _HTTPServer | None = None
-        self._thread: threading.Thread | None = None
         self._routes = self._build_routes()
 
     # -- lifecycle -----------------------------------------------------------------------------------
-
     def start(self) -> DockerEngineStandIn:
-        """Listen and serve from a daemon thread; return ``self``."""
-        if self._httpd is not None:
-            return self
         self._stopping.clear()
-        httpd = _HTTPServer((self.host, self.port), _Handler)
-        httpd.owner = self
-        self.port = httpd.server_address[1]
-        self._httpd = httpd
-        # A short poll interval so that stop() returns quickly (shutdown waits for the next poll).
-        self._thread = threading.Thread(
-            target=httpd.serve_forever, kwargs={"poll_interval": 0.1}, name=f"docker-standin-{self.port}", daemon=True
-        )
-        self._thread.start()
-        return self
+        return super().start()
 
-    def stop(self) -> None:
-        """Stop listening and end blocked waits and followed logs; the records stay readable."""
+    def _before_stop(self) -> None:
+        """End blocked waits and followed logs; the records stay readable."""
         self._stopping.set()
         with self._cond:
             self._cond.notify_all()
-        httpd, thread = self._httpd, self._thread
-        self._httpd = self._thread = None
-        if httpd is not None:
-            httpd.shutdown()
-            httpd.server_close()
-        if thread is not None:
-            thread.join(timeout=5)
-
-    def __enter__(self) -> DockerEngineStandIn:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        """The ``base_url`` for ``docker.APIClient`` / ``DockerHook``: ``tcp://127.0.0.1:<port>``."""
-        return f"tcp://{self.host}:{self.port}"
 
     # -- scripting and inspection --------------------------------------------------------------------
 

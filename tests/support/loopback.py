@@ -1,10 +1,12 @@
-"""What the loopback service stand-ins (Databricks, Data Lake Analytics) share: how a request is read and recorded."""
+"""What the loopback service stand-ins (Databricks, Data Lake Analytics, Docker) share: how a request is read
+and recorded, and (:class:`LoopbackServer`) how a stand-in is started and stopped."""
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler
-from typing import Any
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, ClassVar, Self
 from urllib.parse import parse_qsl
 
 
@@ -61,3 +63,71 @@ def parse_query(query: str) -> dict[str, str]:
     for name, value in parse_qsl(query, keep_blank_values=True):
         out.setdefault(name, value)
     return out
+
+
+class QuietHTTPServer(ThreadingHTTPServer):
+    """A threaded server whose handlers reach their stand-in as ``self.server.owner``."""
+
+    daemon_threads = True
+    owner: Any
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # a client hanging up mid-answer is not the test's business
+
+
+class LoopbackServer:
+    """Serves :attr:`handler` on ``127.0.0.1`` from a daemon thread: a context manager, or :meth:`start` /
+    :meth:`stop`. Subclasses set :attr:`handler` and call :meth:`_listen_on` from their ``__init__``.
+    """
+
+    handler: ClassVar[type[BaseHTTPRequestHandler]]
+    #: The URL scheme of :attr:`url`.
+    scheme: ClassVar[str] = "http"
+
+    def _listen_on(self, port: int) -> None:
+        self.host = "127.0.0.1"
+        self.port = port
+        self._httpd: QuietHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> Self:
+        """Listen and serve from a daemon thread; return ``self``."""
+        if self._httpd is not None:
+            return self
+        httpd = QuietHTTPServer((self.host, self.port), self.handler)
+        httpd.owner = self
+        self.port = httpd.server_address[1]
+        self._httpd = httpd
+        # A short poll interval so that stop() returns quickly (shutdown waits for the next poll).
+        self._thread = threading.Thread(
+            target=httpd.serve_forever,
+            kwargs={"poll_interval": 0.1},
+            name=f"{type(self).__name__}-{self.port}",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop listening; the recorded state stays readable."""
+        self._before_stop()
+        httpd, thread = self._httpd, self._thread
+        self._httpd = self._thread = None
+        if httpd is not None:
+            httpd.shutdown()
+            httpd.server_close()
+        if thread is not None:
+            thread.join(timeout=5)
+
+    def _before_stop(self) -> None:
+        """Release what waits on the stand-in (blocked long polls), before the server shuts down."""
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        return f"{self.scheme}://{self.host}:{self.port}"
