@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -147,7 +148,15 @@ class PythonScriptStepOperator(AmlStepOperator):
 
         if self.environment.get("user_managed"):
             path = str(self.environment.get("interpreter_path") or "python")
-            return sys.executable if path == "python" else path
+            if path == "python":
+                return sys.executable
+            found = shutil.which(path)
+            if found is None:
+                raise StepRunError(
+                    f"Step '{self.step_name}': its environment's interpreter_path {path!r} is not an executable on "
+                    "this worker; install that Python on the workers or set user_managed_dependencies=False."
+                )
+            return found
         requirements = requirements_of(self.environment)
         if not requirements:
             return sys.executable

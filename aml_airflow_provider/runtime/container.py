@@ -148,7 +148,6 @@ def container_spec(
     :param settings: the compute's resource settings
     :param labels: which step and run the container belongs to
     """
-    write_entry_point(script_dir)
     mounts: dict[str, BindMount] = {str(script_dir): BindMount(str(script_dir))}
     for path in writable:
         mounts.setdefault(_folder(path), BindMount(_folder(path)))
@@ -224,6 +223,7 @@ class ContainerProcess:
         lines = OutputLines(self.log, self.driver_log)
         stopped: list[str] = []
         try:
+            write_entry_point(Path(self.spec.working_dir))
             self._pull_if_missing(client)
             self._container = client.create_container(**self._create_arguments(client))["Id"]
             self.log.info("Starting container %s of image %s", self.spec.name, self.spec.image)

@@ -53,13 +53,17 @@ def datastore_root(workspace) -> Path:
     return root
 
 
-def play_the_script(engine: DockerEngineStandIn) -> threading.Thread:
-    """Write the model into the output folder once the container exists, as the script in it would."""
+def play_the_script(engine: DockerEngineStandIn, seen: dict[str, str]) -> threading.Thread:
+    """Write the model into the output folder once the container exists, as the script in it would; note
+    the entry point the container's command runs, as the mounted working directory holds it then."""
 
     def play() -> None:
         while not engine.containers:
             time.sleep(0.05)
-        env = dict(e.split("=", 1) for e in next(iter(engine.containers.values()))["create"]["Env"])
+        create = next(iter(engine.containers.values()))["create"]
+        entry = Path(create["WorkingDir"], create["Cmd"][1])
+        seen["entry"] = entry.read_text() if entry.is_file() else ""
+        env = dict(e.split("=", 1) for e in create["Env"])
         os.makedirs(env["AZUREML_DATAREFERENCE_model"], exist_ok=True)
         Path(env["AZUREML_DATAREFERENCE_model"], "model.json").write_text(json.dumps({"trained": True}))
 
@@ -77,12 +81,14 @@ def test_the_container_spec_and_a_successful_run(workspace, connections, script_
         engine,
         environment={"docker_image": IMAGE, "dependencies": {"pip": ["inflection==0.5.1"]}},
     )
-    player = play_the_script(engine)
+    seen: dict[str, str] = {}
+    player = play_the_script(engine, seen)
     ti = FakeTI()
 
     op.execute({"ti": ti, "params": {}})
 
     player.join()
+    assert "runpy.run_path(sys.argv[0]" in seen["entry"] and "AML_PIP_REQUIREMENTS" in seen["entry"]
     (container,) = engine.containers.values()
     create = container["create"]
     assert create["Image"] == IMAGE and create["User"] == f"{os.getuid()}:{os.getgid()}"

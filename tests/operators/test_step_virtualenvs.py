@@ -106,7 +106,10 @@ def test_user_managed_dependencies_use_the_given_interpreter(workspace, connecti
     env.python.conda_dependencies.add_pip_package(PACKAGE)
     env.python.user_managed_dependencies = True
     env.python.interpreter_path = "/no/such/python"
-    with pytest.raises(Exception, match="/no/such/python"):
+    with pytest.raises(StepRunError, match=r"Step 'own': its environment's interpreter_path '/no/such/python' is not"):
+        run_step(workspace, script_dir, "own", env.to_dict())
+    env.python.interpreter_path = sys.executable  # runs, with what that Python has: the package is not there
+    with pytest.raises(StepRunError, match="No module named 'inflection'"):
         run_step(workspace, script_dir, "own", env.to_dict())
     assert not venv_root.exists()  # nothing installed for a user-managed environment
 
