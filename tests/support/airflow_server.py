@@ -32,6 +32,12 @@ START_TIMEOUT = 180
 #: Queues the Celery workers serve: Airflow's default, and that of the tests' AmlCompute ``serial1``.
 WORKER_QUEUES = ("default", "serial1")
 REDIS_URL = "redis://127.0.0.1:6379"
+#: The distributed deployment (docker-compose.yml runs the same topology; tests/test_compose.py checks it).
+CELERY_WORKERS = ("w1", "w2")
+#: The Celery result backend's SQLAlchemy scheme (``db+`` and the driver the metadata database uses).
+RESULT_BACKEND_SCHEME = "db+postgresql+psycopg2"
+#: One task at a time per worker: tasks queued together go to different workers.
+WORKER_CONCURRENCY = 1
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -128,7 +134,7 @@ class AirflowServer:
         out = open(self.home / f"worker-{name}.log", "a")  # noqa: SIM115 - closed with the process
         argv = [airflow, "celery", "worker", "--queues", ",".join(WORKER_QUEUES), "--celery-hostname", f"{name}@%h"]
         # Logs are read from the shared AIRFLOW_HOME: no log server (two would want one port).
-        argv += ["--concurrency", "2", "--skip-serve-logs", "--without-gossip", "--without-mingle"]
+        argv += ["--concurrency", str(WORKER_CONCURRENCY), "--skip-serve-logs", "--without-gossip", "--without-mingle"]
         self.processes[f"worker-{name}"] = subprocess.Popen(
             argv,
             env=env,
@@ -216,7 +222,7 @@ def airflow_server(tmp_path_factory) -> Iterator[AirflowServer]:
 
 @pytest.fixture(scope="session")
 def celery_airflow_server(tmp_path_factory) -> Iterator[AirflowServer]:
-    """Airflow with the CeleryExecutor (Redis broker) and two workers, ``w1`` and ``w2`` (started once)."""
+    """Airflow with the CeleryExecutor (Redis broker) and the workers :data:`CELERY_WORKERS` (started once)."""
     import redis
 
     # A Redis database of its own (Redis keeps nothing on disk here; 0 is left to others).
@@ -226,7 +232,7 @@ def celery_airflow_server(tmp_path_factory) -> Iterator[AirflowServer]:
         tmp_path_factory.mktemp("celery"),
         "CeleryExecutor",
         AIRFLOW__CELERY__BROKER_URL=f"{REDIS_URL}/{db}",
-        AIRFLOW__CELERY__WORKER_CONCURRENCY="2",
+        AIRFLOW__CELERY__WORKER_CONCURRENCY=str(WORKER_CONCURRENCY),
         # A task whose worker died is noticed within seconds, and tried once more.
         AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT="15",
         AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL="2",
@@ -235,11 +241,11 @@ def celery_airflow_server(tmp_path_factory) -> Iterator[AirflowServer]:
         AIRFLOW__CORE__PARALLELISM="8",
     )
     server.env["AIRFLOW__CELERY__RESULT_BACKEND"] = server.env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].replace(
-        "postgresql+psycopg2://", "db+postgresql+psycopg2://"
+        "postgresql+psycopg2://", f"{RESULT_BACKEND_SCHEME}://"
     )
     try:
         server.start()
-        for name in ("w1", "w2"):
+        for name in CELERY_WORKERS:
             server.start_worker(name)
         yield server
     finally:
