@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
+from pathlib import PurePosixPath
+from typing import Any
 
 from aml_airflow_provider.exceptions import DataPathError, InvalidNameError
 
@@ -109,3 +111,28 @@ def normalize_datastore_path(path: object, *, what: str = "path_on_datastore") -
             f"Invalid {what} {path!r}: '..' would leave the datastore root; give a path inside the datastore."
         )
     return "/".join(parts)
+
+
+def check_compute_path(path: Any, what: str) -> Any:
+    """Return ``path`` if it is a path relative to a step's working directory, else raise :class:`DataPathError`.
+
+    The runtime refuses the same paths when the step runs; checking here makes the pipeline fail when
+    it is built, naming the port, rather than minutes later on a worker.
+
+    :param what: the argument and the object it belongs to, for the message
+    """
+    if path is None or path == "":
+        return path  # the working directory itself (the runtime's default)
+    if not isinstance(path, str):
+        raise DataPathError(f"{what}: {path!r} must be a path relative to the step's working directory.")
+    if "\x00" in path:
+        raise DataPathError(f"{what}: {path!r} contains a NUL byte.")
+    if len(path) > MAX_PATH:
+        raise DataPathError(f"{what}: {path[:40]!r}... is longer than {MAX_PATH} characters.")
+    parts = PurePosixPath(path.replace("\\", "/"))
+    if parts.is_absolute() or ".." in parts.parts:
+        raise DataPathError(
+            f"{what}: {path!r} must be a path relative to the step's working directory, without '..' "
+            "(a step may only read and write inside its own folder)."
+        )
+    return path

@@ -74,6 +74,7 @@ class DagDocument:
             "kind": self.kind,
             "dag_kwargs": dict(self.dag_kwargs),
             "pipeline": self.spec.to_dict() if self.spec else None,
+            "fingerprint": self.spec.fingerprint if self.spec else None,
             "meta": dict(self.meta),
         }
 
@@ -84,7 +85,7 @@ class DagDocument:
             dag_id=data["dag_id"],
             kind=data.get("kind", "experiment"),
             dag_kwargs=data.get("dag_kwargs", {}),
-            spec=PipelineSpec.from_dict(pipeline) if pipeline else None,
+            spec=PipelineSpec.from_dict(pipeline, fingerprint=data.get("fingerprint")) if pipeline else None,
             meta=data.get("meta", {}),
         )
 
@@ -174,7 +175,9 @@ class Catalog:
         if py_path.exists():
             os.utime(py_path)  # the DAG processor notices a file by its modification time
         else:
-            _write_atomically(py_path, _TEMPLATE.format(title=title.replace('"""', "'''"), json_name=json_path.name))
+            # The title sits in a docstring: a backslash ("C:\\New") would be read as an escape sequence.
+            title = title.replace("\\", "\\\\").replace('"""', "'''")
+            _write_atomically(py_path, _TEMPLATE.format(title=title, json_name=json_path.name))
         return py_path
 
     def read_dag(self, dag_id: str) -> DagDocument | None:

@@ -11,9 +11,10 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from aml_airflow_provider._names import check_datastore_name
 from aml_airflow_provider.data.datapath import DataPath
-from aml_airflow_provider.exceptions import DataPathError, PipelineParameterError
-from aml_airflow_provider.pipeline.core.graph import check_string_value
+from aml_airflow_provider.exceptions import DataPathError, InvalidNameError, PipelineParameterError, UserErrorException
+from aml_airflow_provider.pipeline.core.graph import MAX_PARAMETER_INT, check_number_value, check_string_value
 from aml_airflow_provider.spec import ParameterSpec, PipelineSpec
 from aml_airflow_provider.uris import DatastoreUri, format_uri
 
@@ -38,9 +39,14 @@ def coerce_value(param: ParameterSpec, value: Any, *, from_strings: bool = False
         if text:
             if not _INT_TEXT.fullmatch(value.strip()):
                 raise _wrong(param, value, "an integer")
-            return int(value.strip())
+            if len(value.strip()) > 20:  # out of range anyway; int() refuses more than 4300 digits
+                raise _wrong(param, value, f"an integer within +/-{MAX_PARAMETER_INT}")
+            value = int(value.strip())
+            check_number_value(param.name, value)
+            return value
         if isinstance(value, bool) or not isinstance(value, int):
             raise _wrong(param, value, "an integer")
+        check_number_value(param.name, value)
         return value
     if param.type == "float":
         if text:
@@ -49,6 +55,8 @@ def coerce_value(param: ParameterSpec, value: Any, *, from_strings: bool = False
             value = float(value.strip())
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise _wrong(param, value, "a number")
+        if isinstance(value, int):
+            check_number_value(param.name, value)  # float() of a huge int overflows
         if not math.isfinite(value):
             raise _wrong(param, value, "a finite number")
         return float(value)
@@ -78,12 +86,25 @@ def _datapath_uri(param: ParameterSpec, value: Any) -> str:
             path = value.get("RelativePath", value.get("path_on_datastore", ""))
             if not isinstance(store, str) or not isinstance(path, str):
                 raise _wrong(param, value, 'a {"DataStoreName": ..., "RelativePath": ...} object')
-            return format_uri(store, path)
+            return format_uri(check_datastore_name(store), path)
         if isinstance(value, str):
             return str(DatastoreUri.parse(value))
-    except DataPathError as exc:
+    except (DataPathError, InvalidNameError) as exc:
         raise PipelineParameterError(f"Pipeline parameter '{param.name}': {exc}") from None
     raise _wrong(param, value, "a DataPath")
+
+
+def run_tags(tags: Mapping[str, Any] | None) -> dict[str, str]:
+    """A run's tags as text; a NUL byte (which PostgreSQL refuses in a run's conf) is a :class:`UserErrorException`."""
+    if tags is None:
+        return {}
+    if not isinstance(tags, Mapping):
+        raise UserErrorException(f"Run tags must be a dict of name -> value, not {type(tags).__name__}.")
+    text = {str(k): str(v) for k, v in tags.items()}
+    for key, value in text.items():
+        if "\x00" in key or "\x00" in value:
+            raise UserErrorException(f"Run tag {key!r}: {value!r} contains a NUL byte.")
+    return text
 
 
 def resolve_parameter_values(

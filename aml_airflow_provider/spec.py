@@ -10,7 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
+from functools import cached_property
 from typing import Any
 
 SPEC_VERSION = 1
@@ -163,18 +164,25 @@ class PipelineSpec:
         raise KeyError(task_id)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return _plain(self)
 
     def to_json(self, *, indent: int | None = 1) -> str:
         return json.dumps(self.to_dict(), indent=indent, sort_keys=True, ensure_ascii=False)
 
-    @property
+    @cached_property
     def fingerprint(self) -> str:
         """sha256 of the canonical JSON: two specs with one fingerprint run the same work."""
+        # Cached (the spec is frozen): every DAG built from the spec shows it in its doc_md.
         return hashlib.sha256(self.to_json(indent=None).encode()).hexdigest()
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> PipelineSpec:
+    def from_dict(cls, data: Mapping[str, Any], *, fingerprint: str | None = None) -> PipelineSpec:
+        """The spec ``data`` describes.
+
+        :param data: what :meth:`to_dict` gave
+        :param fingerprint: the spec's fingerprint, recorded when ``data`` was written (saves hashing it
+            again when a DAG file is parsed)
+        """
         version = data.get("spec_version")
         if version != SPEC_VERSION:
             raise ValueError(
@@ -193,14 +201,36 @@ class PipelineSpec:
             )
             for s in data["steps"]
         )
-        return cls(
+        spec = cls(
             **{
                 **data,
                 "steps": steps,
                 "parameters": tuple(ParameterSpec(**p) for p in data.get("parameters", ())),
             }
         )
+        if fingerprint is not None:
+            spec.__dict__["fingerprint"] = fingerprint  # the cached_property's slot
+        return spec
 
     @classmethod
     def from_json(cls, text: str) -> PipelineSpec:
         return cls.from_dict(json.loads(text))
+
+
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as ``dataclasses.asdict`` gives it, without deep-copying every leaf (a spec's leaves are
+    JSON scalars): asdict was most of the time spent building a translated DAG's ``doc_md``."""
+    cls = type(value)
+    if hasattr(cls, "__dataclass_fields__"):
+        names = _FIELD_NAMES.get(cls)
+        if names is None:
+            names = _FIELD_NAMES[cls] = tuple(f.name for f in fields(cls))
+        return {name: _plain(getattr(value, name)) for name in names}
+    if cls is list or cls is tuple:
+        return cls(_plain(v) for v in value)
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    return value

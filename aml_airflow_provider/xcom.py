@@ -13,6 +13,8 @@ STEP_RUN = "aml.step_run"
 RECORD = "record"
 #: The step run's fingerprint (a consumer's input identity is its producer's fingerprint).
 FINGERPRINT = "fingerprint"
+#: ``{output name: URI}``, as pushed under the outputs' own names: a consuming step pulls the facts alone.
+OUTPUTS = "outputs"
 #: The id of the step run whose results were reused, when the step was not run.
 REUSED_FROM = "reused_from"
 #: Browsable URLs behind the task's extra links.

@@ -148,6 +148,18 @@ def run_runs_worker(workdir: Path) -> dict[str, Any]:
     return json.loads(results_path.read_text())
 
 
+def run_server_runs_worker(workdir: Path) -> dict[str, Any]:
+    """Run ``server_runs.py`` (it starts and stops its own Airflow server); return its results."""
+    results = workdir / "server_runs.json"
+    subprocess.run(
+        [sys.executable, str(BENCH_DIR / "server_runs.py"), str(workdir / "server"), str(results)],
+        check=True,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+    )
+    return json.loads(results.read_text())
+
+
 def run_transfer_worker(workdir: Path) -> dict[str, Any]:
     """Run ``transfer.py`` (data transfer on Azurite) in a fresh interpreter; return its results.
 
@@ -220,6 +232,8 @@ def main() -> None:
     parse_profile = next(r["profile"] for r in results if r["graph"] == worst_parse.name and r["profile"])
     print("running pipelines through Airflow", flush=True)
     runs = run_runs_worker(workdir)
+    print("running pipelines on a LocalExecutor server", flush=True)
+    server_runs = run_server_runs_worker(workdir)
     print("moving data through Azurite", flush=True)
     transfer = run_transfer_worker(workdir)
 
@@ -229,6 +243,7 @@ def main() -> None:
             builds={name: times for name, (times, _) in builds.items()},
             parses=parses,
             runs=runs,
+            server_runs=server_runs,
             transfer=transfer,
             profiles={
                 f"build + translate of {worst_build.name}": build_profile,

@@ -32,6 +32,26 @@ with DAG("bash_chain", schedule=None) as dag:
 '''
 
 
+def chain_steps(src: Path) -> list:
+    """The chain as v1 steps: ``s<i>`` runs ``noop.py`` on its output ``d<i>``, after ``s<i-1>`` (whose
+    output it reads)."""
+    from aml_airflow_provider.pipeline.core import PipelineData
+    from aml_airflow_provider.pipeline.steps import PythonScriptStep
+
+    data = [PipelineData(f"d{i}") for i in range(STEPS)]
+    return [
+        PythonScriptStep(
+            "noop.py",
+            name=f"s{i}",
+            arguments=[data[i]],
+            outputs=[data[i]],
+            inputs=[data[i - 1]] if i else [],
+            source_directory=src,
+        )
+        for i in range(STEPS)
+    ]
+
+
 def load(path: Path):
     """The ``dag`` defined in a DAG file."""
     import importlib.util
@@ -52,8 +72,7 @@ def main(workdir: Path, results: Path) -> None:
     os.environ["AIRFLOW_HOME"] = str(workdir / "airflow")
     os.environ["AIRFLOW__LOGGING__LOGGING_LEVEL"] = "ERROR"
     from aml_airflow_provider.core import Experiment, Workspace
-    from aml_airflow_provider.pipeline.core import Pipeline, PipelineData
-    from aml_airflow_provider.pipeline.steps import PythonScriptStep
+    from aml_airflow_provider.pipeline.core import Pipeline
 
     ws = Workspace.create("runbench", exist_ok=True, show_output=False)
     src = workdir / "src"
@@ -61,19 +80,7 @@ def main(workdir: Path, results: Path) -> None:
     (src / "noop.py").write_text(NOOP)
 
     def pipeline() -> Pipeline:
-        data = [PipelineData(f"d{i}") for i in range(STEPS)]
-        steps = [
-            PythonScriptStep(
-                "noop.py",
-                name=f"s{i}",
-                arguments=[data[i]],
-                outputs=[data[i]],
-                inputs=[data[i - 1]] if i else [],
-                source_directory=src,
-            )
-            for i in range(STEPS)
-        ]
-        return Pipeline(ws, steps)
+        return Pipeline(ws, chain_steps(src))
 
     dags = ws._deployment.dags_folder
     dags.mkdir(parents=True, exist_ok=True)

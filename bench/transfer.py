@@ -79,13 +79,16 @@ DATA_SETS = (
 #: A slice of the small files: ours copies it under cProfile (the whole set takes minutes under it).
 PROFILE_SET = DataSet("profile", "200 files of 64 KiB", 200, 64 * KiB, repeats=1)
 #: Route keys and how the tables name them.
-ROUTES = {"c2c": "container → container", "l2b": "local folder → blob"}
+ROUTES = {"c2c": "container → container", "l2b": "local folder → blob", "b2l": "blob → local folder"}
 VARIANT_LABELS = {
     "plain": "(a) plain SDK, defaults",
     "tuned": "(b) hand-tuned SDK",
     "tuned_blocks": "(b') hand-tuned SDK, Put Block From URL",
     "ours": "ours: `copy_files`",
+    "ours_step": "ours: a step's output upload / input download",
 }
+#: The package's variants (each case has one or both).
+OURS = ("ours", "ours_step")
 #: The hand-tuned settings.
 TUNED = {
     "copy_threads": 32,  # blobs copied at once (Copy Blob)
@@ -94,6 +97,9 @@ TUNED = {
     "upload_threads": 32,  # files uploaded at once
     "upload_block_size": 32 * MiB,  # larger files go up in blocks of this size (smaller ones in one Put Blob)
     "upload_block_threads": 8,  # blocks of one file uploaded at once
+    "download_threads": 32,  # files downloaded at once
+    "download_range": 32 * MiB,  # range per Get Blob request of a large file
+    "download_range_threads": 8,  # ranges of one file downloaded at once
 }
 #: Blobs whose bytes are compared with the source after each measurement (plus the first and the last).
 SAMPLE_FILES = 16
@@ -105,7 +111,9 @@ SAMPLE_RANGE = MiB
 def variants(data: DataSet, route: str) -> tuple[str, ...]:
     """The variants measured for one case, in the order they run and are reported."""
     if route == "l2b":
-        return ("plain", "tuned", "ours")
+        return ("plain", "tuned", "ours", "ours_step")
+    if route == "b2l":
+        return ("plain", "tuned", "ours_step")
     # On Azurite, Copy Blob points the copy at the source's stored bytes: for the 1 GiB blob, (b') shows
     # what moving the bytes costs. For 64 KiB blobs it is slower than ours and is left out, to save time.
     return ("plain", "tuned", "tuned_blocks", "ours") if data.count == 1 else ("plain", "tuned", "ours")
@@ -166,6 +174,8 @@ class Bench:
     azurite: Any
     local_root: Path
     md5: dict[str, str]
+    #: Where blob → local variants download to (a fresh folder per measurement).
+    download_root: Path
     requests: RequestCounter = field(default_factory=RequestCounter)
     serial: int = 0
 
@@ -351,6 +361,46 @@ def tuned_l2b(bench: Bench, data: DataSet, dst: str) -> None:
         list(pool.map(one, sorted((bench.local_root / data.key).iterdir())))
 
 
+def plain_b2l(bench: Bench, data: DataSet, dst: str) -> None:
+    """``download_blob().readall()`` per blob, written to its file, one after the other, with the SDK's defaults."""
+    source = bench.service().get_container_client(SOURCE_CONTAINER)
+    for blob in source.list_blobs(name_starts_with=f"{data.key}/"):
+        local = bench.download_root / dst / blob.name
+        local.parent.mkdir(parents=True, exist_ok=True)
+        local.write_bytes(source.download_blob(blob.name).readall())
+
+
+def tuned_b2l(bench: Bench, data: DataSet, dst: str) -> None:
+    """A thread pool over the blobs, each streamed into its file; a large blob in ranges of
+    ``download_range``, ``download_range_threads`` at a time."""
+    in_ranges = data.size > TUNED["download_range"]
+    threads = min(TUNED["download_threads"], data.count) * (TUNED["download_range_threads"] if in_ranges else 1)
+    sizes = {"max_single_get_size": TUNED["download_range"], "max_chunk_get_size": TUNED["download_range"]}
+    source = bench.tuned_service(threads, **sizes).get_container_client(SOURCE_CONTAINER)
+    names = [blob.name for blob in source.list_blobs(name_starts_with=f"{data.key}/")]
+    (bench.download_root / dst / data.key).mkdir(parents=True)
+
+    def one(name: str) -> None:
+        with open(bench.download_root / dst / name, "wb") as stream:
+            source.download_blob(name, max_concurrency=TUNED["download_range_threads"]).readinto(stream)
+
+    with ThreadPoolExecutor(TUNED["download_threads"]) as pool:
+        list(pool.map(one, names))
+
+
+def ours_step_b2l(bench: Bench, data: DataSet, dst: str) -> None:
+    """What a step does with a ``download`` input on a blob datastore: ``fetch`` the folder (or file)."""
+    path = data.names()[0] if data.count == 1 else data.key
+    dest = bench.download_root / dst / data.key
+    bench.blob_backend(SOURCE_CONTAINER).fetch(path, dest)
+
+
+def ours_step_l2b(bench: Bench, data: DataSet, dst: str) -> None:
+    """What a step does with an output on a blob datastore when its script has written it: ``replace``."""
+    src = bench.local_root / (data.names()[0] if data.count == 1 else data.key)
+    bench.blob_backend(dst).replace(src, data.names()[0] if data.count == 1 else data.key)
+
+
 def ours_c2c(bench: Bench, data: DataSet, dst: str) -> None:
     _ours(bench.blob_backend(SOURCE_CONTAINER), bench, data, dst)
 
@@ -378,10 +428,34 @@ VARIANTS: dict[tuple[str, str], Callable[[Bench, DataSet, str], None]] = {
     ("tuned_blocks", "c2c"): tuned_blocks_c2c,
     ("ours", "c2c"): ours_c2c,
     ("ours", "l2b"): ours_l2b,
+    ("ours_step", "l2b"): ours_step_l2b,
+    ("plain", "b2l"): plain_b2l,
+    ("tuned", "b2l"): tuned_b2l,
+    ("ours_step", "b2l"): ours_step_b2l,
 }
 
 
 # -- measuring ------------------------------------------------------------------------------------
+def verify_local(bench: Bench, data: DataSet, folder: Path, rng: random.Random) -> None:
+    """Raise unless ``folder`` holds exactly the data set's files, with their sizes and sampled bytes."""
+    found = {p.relative_to(folder).as_posix(): p.stat().st_size for p in folder.rglob("*") if p.is_file()}
+    if found != dict.fromkeys(data.names(), data.size):
+        raise RuntimeError(f"{folder}: {len(found)} files, not the {data.count} of {data.label}")
+    names = data.names()
+    sample = {names[0], names[-1], *rng.sample(names, min(SAMPLE_FILES, len(names)))}
+    for name in sorted(sample):
+        if data.count == 1:  # the 1 GiB file whole: a download writes every byte itself
+            digest = hashlib.md5(usedforsecurity=False)
+            with open(folder / name, "rb") as stream:
+                while chunk := stream.read(16 * MiB):
+                    digest.update(chunk)
+            got = digest.hexdigest()
+        else:
+            got = hashlib.md5((folder / name).read_bytes(), usedforsecurity=False).hexdigest()
+        if got != bench.md5[name]:
+            raise RuntimeError(f"{folder / name}: MD5 {got}, the source's {bench.md5[name]}")
+
+
 def verify(bench: Bench, data: DataSet, container: str, rng: random.Random) -> None:
     """Raise unless ``container`` holds exactly the data set's blobs, with their sizes and sampled bytes."""
     client = bench.service().get_container_client(container)
@@ -409,7 +483,11 @@ def verify(bench: Bench, data: DataSet, container: str, rng: random.Random) -> N
 
 def measure(bench: Bench, data: DataSet, route: str, variant: str, rng: random.Random) -> dict[str, float]:
     """One variant moving ``data`` into a fresh container: seconds, requests sent and CPU seconds used."""
-    container = bench.new_container(f"{data.key}-{route}-{variant}")
+    if route == "b2l":
+        bench.serial += 1
+        container = f"{data.key}-{variant}-{bench.serial:04d}"  # a folder under bench.download_root
+    else:
+        container = bench.new_container(f"{data.key}-{route}-{variant}")
     pid = bench.azurite._proc.pid
     requests, azurite_cpu, own = bench.requests.count, process_cpu(pid), os.times()
     started = time.perf_counter()
@@ -422,8 +500,12 @@ def measure(bench: Bench, data: DataSet, route: str, variant: str, rng: random.R
         "client_cpu": (now.user + now.system) - (own.user + own.system),
         "azurite_cpu": process_cpu(pid) - azurite_cpu,
     }
-    verify(bench, data, container, rng)
-    bench.service().delete_container(container)
+    if route == "b2l":
+        verify_local(bench, data, bench.download_root / container, rng)
+        shutil.rmtree(bench.download_root / container)
+    else:
+        verify(bench, data, container, rng)
+        bench.service().delete_container(container)
     return result
 
 
@@ -460,14 +542,26 @@ def profile_ours(bench: Bench, cases: list[dict[str, Any]], rng: random.Random) 
     small = [case for case in cases if case["files"] > 1]
     if not small:
         return None
-    worst = min(small, key=lambda case: case["best"]["tuned"]["seconds"] / case["best"]["ours"]["seconds"])
-    route = worst["route"]
-    container = bench.new_container(f"profile-{route}")
-    profile = profile_call(lambda: VARIANTS["ours", route](bench, PROFILE_SET, container), threads=True)
-    verify(bench, PROFILE_SET, container, rng)
-    bench.service().delete_container(container)
-    print(f"transfer: profiled ours copying {PROFILE_SET.label} {ROUTES[route]}", flush=True)
-    return {"title": f"ours copying {PROFILE_SET.label} {ROUTES[route]}", **profile}
+    ratios = {
+        (case["route"], variant): case["best"]["tuned"]["seconds"] / case["best"][variant]["seconds"]
+        for case in small
+        for variant in OURS
+        if variant in case["best"]
+    }
+    route, variant = min(ratios, key=ratios.get)
+    if route == "b2l":
+        container = "profile"
+        profile = profile_call(lambda: VARIANTS[variant, route](bench, PROFILE_SET, container), threads=True)
+        verify_local(bench, PROFILE_SET, bench.download_root / container, rng)
+        shutil.rmtree(bench.download_root / container)
+    else:
+        container = bench.new_container(f"profile-{route}")
+        profile = profile_call(lambda: VARIANTS[variant, route](bench, PROFILE_SET, container), threads=True)
+        verify(bench, PROFILE_SET, container, rng)
+        bench.service().delete_container(container)
+    title = f"{VARIANT_LABELS[variant]} moving {PROFILE_SET.label} {ROUTES[route]}"
+    print(f"transfer: profiled {title}", flush=True)
+    return {"title": title, **profile}
 
 
 def start_azurite(workdir: Path) -> Any:
@@ -500,7 +594,7 @@ def main(argv: list[str] | None = None) -> None:
     md5 = make_local_data(local_root)
     azurite = start_azurite(workdir / "azurite")
     try:
-        bench = Bench(azurite, local_root, md5)
+        bench = Bench(azurite, local_root, md5, download_root=workdir / "downloads")
         bench.requests.install()
         upload_sources(bench)
         print(f"transfer: source data written and uploaded in {time.perf_counter() - started:.0f}s", flush=True)

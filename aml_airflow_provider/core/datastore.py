@@ -17,6 +17,7 @@ from aml_airflow_provider._names import check_datastore_name, normalize_datastor
 from aml_airflow_provider.deployment.base import ConnectionRecord, datastore_conn_id
 from aml_airflow_provider.exceptions import DatastoreNotFoundError, UserErrorException
 from aml_airflow_provider.storage import CONN_TYPES, DatastoreConfig, open_backend
+from aml_airflow_provider.storage.base import local_file_for
 
 if TYPE_CHECKING:
     from aml_airflow_provider.core.workspace import Workspace
@@ -357,9 +358,9 @@ class Datastore:
         target = Path(target_path)
         files = self._backend.list_files(prefix)
         report = _printer(show_progress)
-        stats = self._backend.download_many(
-            [(f.path, target / f.path) for f in files], overwrite=overwrite, report=report
-        )
+        # Every name is checked before anything is written: a hostile blob name must not land outside target.
+        pairs = [(f.path, local_file_for(target, f.path, source=self._backend.describe(prefix))) for f in files]
+        stats = self._backend.download_many(pairs, overwrite=overwrite, report=report)
         if report:
             report(f"Downloaded {stats.files} files from {self._backend.describe(prefix)} to {target}")
         return stats.files

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from typing import TYPE_CHECKING
 
-from aml_airflow_provider._names import check_port_name, data_env_name, normalize_datastore_path
+from aml_airflow_provider._names import check_compute_path, check_port_name, data_env_name, normalize_datastore_path
 from aml_airflow_provider.exceptions import UserErrorException
 from aml_airflow_provider.uris import format_uri
 
@@ -63,7 +63,9 @@ class DataReference:
                 f"DataReference '{self.data_reference_name}': mode {mode!r} is not one of {SUPPORTED_DATAREF_MODES}."
             )
         self.mode = mode
-        self.path_on_compute = path_on_compute
+        self.path_on_compute = check_compute_path(
+            path_on_compute, f"path_on_compute of DataReference '{self.data_reference_name}'"
+        )
         self.overwrite = bool(overwrite)
 
     @property

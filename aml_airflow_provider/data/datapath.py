@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from aml_airflow_provider._names import normalize_datastore_path
+from aml_airflow_provider._names import check_compute_path, normalize_datastore_path
 from aml_airflow_provider.data.data_reference import _check_datastore
 from aml_airflow_provider.exceptions import UserErrorException
 from aml_airflow_provider.uris import format_uri
@@ -74,7 +74,7 @@ class DataPathComputeBinding:
         if mode not in ("mount", "download"):
             raise UserErrorException(f"DataPathComputeBinding mode {mode!r} must be 'mount' or 'download'.")
         self.mode = mode
-        self.path_on_compute = path_on_compute
+        self.path_on_compute = check_compute_path(path_on_compute, "path_on_compute of DataPathComputeBinding")
         self.overwrite = bool(overwrite)
 
     def __repr__(self) -> str:

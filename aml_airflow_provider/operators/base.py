@@ -7,6 +7,7 @@ record the run in the reuse index → push the outputs' URIs to XCom.
 
 from __future__ import annotations
 
+import inspect
 import re
 import shutil
 import tempfile
@@ -21,7 +22,7 @@ from airflow.sdk import BaseOperator
 
 from aml_airflow_provider import xcom
 from aml_airflow_provider._names import data_env_name, parameter_env_name
-from aml_airflow_provider.exceptions import StepRunError, UserErrorException
+from aml_airflow_provider.exceptions import DataPathError, StepRunError, UserErrorException
 from aml_airflow_provider.operators.links import StepLogsLink, StepOutputsLink
 from aml_airflow_provider.spec import (
     CONTINUE_CONF_KEY,
@@ -75,7 +76,63 @@ def run_folder(dag_id: str, run_id: str) -> str:
     return f"azureml/{dag_id}/{_UNSAFE_PATH_CHARS.sub('_', run_id)}"
 
 
-class AmlStepOperator(BaseOperator):
+class SharedBaseMeta(type(BaseOperator)):
+    """Airflow's operator metaclass, with one ``apply_defaults`` of the step operators' own per task.
+
+    Airflow wraps the ``__init__`` of every operator class that defines one, and each wrapper deep-copies
+    the DAG's params and walks the arguments: through ``PythonScriptStepOperator`` → ``AmlStepOperator``
+    → ``BaseOperator`` a task paid that three times. A class that sets ``_shared_base = True`` in its body
+    keeps a plain ``__init__``; a class below it gets one wrapper, whose signature lists the shared bases'
+    arguments too, so ``default_args`` still fill them (``default_args={"workspace": ...}``).
+    """
+
+    def __new__(mcs, name: str, bases: tuple[type, ...], namespace: dict[str, Any], **kwargs: Any):
+        cls = super().__new__(mcs, name, bases, namespace, **kwargs)
+        init = cls.__init__
+        plain = getattr(init, "__wrapped__", init)
+        if namespace.get("_shared_base", False):
+            cls.__init__ = plain
+        elif "__init__" in namespace or plain is init:
+            if "__init__" not in namespace:  # inherited from a shared base: give it a function of its own
+
+                def own_init(self: Any, **init_kwargs: Any) -> None:
+                    plain(self, **init_kwargs)
+
+                plain = own_init
+            plain.__signature__ = _merged_signature(cls)
+            cls.__init__ = mcs._apply_defaults(plain)
+        return cls
+
+
+def set_plain_attributes(task: BaseOperator, **values: Any) -> None:
+    """Set an operator's own attributes in its ``__init__``, past Airflow's ``__setattr__``.
+
+    Until ``__init__`` returns, that ``__setattr__`` only looks for a ``_convert_<name>`` method and
+    records the task's init arguments, neither of which concerns these attributes (``XComArg`` s among
+    them are still found when ``__init__`` returns); it cost a fifth of building a step's task, and
+    every parse of a DAG file builds every task.
+    """
+    vars(task).update(values)
+
+
+def _merged_signature(cls: type) -> inspect.Signature:
+    """The keyword arguments of ``cls``'s ``__init__`` and of its shared bases' (not ``BaseOperator``'s)."""
+    self_param = inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    merged: dict[str, inspect.Parameter] = {}
+    for klass in cls.__mro__:
+        if klass is BaseOperator:
+            break
+        init = vars(klass).get("__init__")
+        if init is None:
+            continue
+        for param in inspect.signature(getattr(init, "__wrapped__", init)).parameters.values():
+            if param.name != "self" and param.kind is param.KEYWORD_ONLY:
+                merged.setdefault(param.name, param)
+    var_kwargs = inspect.Parameter("kwargs", inspect.Parameter.VAR_KEYWORD)
+    return inspect.Signature([self_param, *merged.values(), var_kwargs])
+
+
+class AmlStepOperator(BaseOperator, metaclass=SharedBaseMeta):
     """Base of the step operators.
 
     Subclasses implement :meth:`run_step` (and may extend :meth:`source_snapshot`,
@@ -111,6 +168,7 @@ class AmlStepOperator(BaseOperator):
     kind_version: ClassVar[int] = 1
     #: Whether the step can run in a Docker container (a ``DockerCompute``; takes a ``container`` argument).
     runs_in_containers: ClassVar[bool] = False
+    _shared_base: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -128,18 +186,28 @@ class AmlStepOperator(BaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.workspace = workspace
-        self.inputs = list(inputs)
-        self.outputs = list(outputs)
-        self.pipeline_parameters = list(pipeline_parameters)
-        self.step_name = step_name or self.task_id
-        self.continue_on_step_failure = continue_on_step_failure
-        self.allow_reuse = allow_reuse
-        self.version = version
-        self.compute_target = compute_target
-        self.default_datastore = default_datastore
-        self._backends: dict[str, DatastoreBackend] = {}
-        self._process: Any = None
+        set_plain_attributes(
+            self,
+            workspace=workspace,
+            inputs=list(inputs),
+            outputs=list(outputs),
+            pipeline_parameters=list(pipeline_parameters),
+            step_name=step_name or self.task_id,
+            continue_on_step_failure=continue_on_step_failure,
+            allow_reuse=allow_reuse,
+            version=version,
+            compute_target=compute_target,
+            default_datastore=default_datastore,
+            _backends={},
+            _process=None,
+            _pulled_facts=None,
+            step_run_facts=None,
+        )
+        self._backends: dict[str, DatastoreBackend]
+        self._process: Any
+        self._pulled_facts: tuple[Any, dict[str, dict[str, Any]]] | None
+        #: ``((dag_id, run_id, task_id, map_index), facts)`` of the last step run pushed from here.
+        self.step_run_facts: tuple[tuple[Any, ...], dict[str, Any]] | None
 
     # -- building from a spec ---------------------------------------------------------------------
     @classmethod
@@ -149,7 +217,10 @@ class AmlStepOperator(BaseOperator):
         The task is not Jinja-templated: a v1 pipeline's values were never templates, and text such as
         ``{{`` or a trailing newline must reach the script exactly as written.
         """
-        task = cls(
+        task = cls.__new__(cls)
+        # Set before __init__, so Airflow does not search the ports and arguments for XComArgs either.
+        object.__setattr__(task, "template_fields", ())
+        task.__init__(
             task_id=step.task_id,
             step_name=step.name,
             workspace=pipeline.workspace,
@@ -163,7 +234,6 @@ class AmlStepOperator(BaseOperator):
             **cls.kwargs_from_config(step),
             **kwargs,
         )
-        task.template_fields = ()
         return task
 
     @classmethod
@@ -212,14 +282,37 @@ class AmlStepOperator(BaseOperator):
                 raise UserErrorException(
                     f"Task '{self.task_id}': DAG param '{port.parameter}' (input '{port.name}') has no value."
                 )
-            return DatastoreUri.parse(value)
-        uri = context["ti"].xcom_pull(task_ids=port.step, key=port.output)
+            try:
+                return DatastoreUri.parse(value)
+            except DataPathError as exc:  # a value from the trigger form or the REST API: say which one
+                raise DataPathError(
+                    f"Task '{self.task_id}': DAG param '{port.parameter}' (input '{port.name}'): {exc}"
+                ) from None
+        outputs = self._producer_facts(context, port.step).get(xcom.OUTPUTS)
+        if outputs is None:  # pushed by a version that kept the URIs only under the outputs' names
+            uri = context["ti"].xcom_pull(task_ids=port.step, key=port.output)
+        else:
+            uri = outputs.get(port.output)
         if not uri:
             raise UserErrorException(
                 f"Task '{self.task_id}': input '{port.name}' needs output '{port.output}' of task '{port.step}', "
                 "which pushed none (did that task succeed in this run?)."
             )
         return DatastoreUri.parse(uri)
+
+    def _producer_facts(self, context: Context, task_id: str) -> dict[str, Any]:
+        """The facts the upstream step ``task_id`` pushed in this run (pulled once per producer)."""
+        pulled = self._pulled_facts
+        if pulled is None or pulled[0] is not context["ti"]:
+            pulled = self._pulled_facts = (context["ti"], {})
+        if task_id not in pulled[1]:
+            pulled[1][task_id] = context["ti"].xcom_pull(task_ids=task_id, key=xcom.STEP_RUN) or {}
+        return pulled[1][task_id]
+
+    def push_facts(self, ti: Any, facts: dict[str, Any]) -> None:
+        """Push the step run's facts, and keep them for the extra links Airflow asks for when the task ends."""
+        ti.xcom_push(key=xcom.STEP_RUN, value=facts)
+        self.step_run_facts = (ti.dag_id, ti.run_id, ti.task_id, ti.map_index), facts
 
     def parameter_environment(self, context: Context) -> dict[str, str]:
         """``AML_PARAMETER_<name>`` for each pipeline parameter of the step, from the run's params."""
@@ -355,11 +448,12 @@ class AmlStepOperator(BaseOperator):
                 )  # fmt: skip
                 uris = self.run_fresh(fresh)
             facts[xcom.OUTPUTS_URL] = store.browse_url(folder)
+            facts[xcom.OUTPUTS] = dict(uris)
             for name, uri in uris.items():
                 ti.xcom_push(key=name, value=uri)
         finally:
             shutil.rmtree(work_dir, ignore_errors=True)
-            ti.xcom_push(key=xcom.STEP_RUN, value=facts)
+            self.push_facts(ti, facts)
 
     def run_fresh(self, run: FreshRun) -> dict[str, str]:
         """Run the step on this worker and record it for reuse; return its outputs' URIs.
@@ -417,6 +511,12 @@ class AmlStepOperator(BaseOperator):
         except AirflowSkipException:
             status = "Canceled"
             raise
+        except StepRunError as exc:
+            # Checked before discard() frees the staged output: a full datastore disk is named here.
+            note = data.full_disk_note()
+            if note:
+                raise StepRunError(f"{exc}\n{note}") from None
+            raise
         finally:
             data.discard()
             details = {"status": status, "snapshot": snapshot_id}
@@ -460,8 +560,7 @@ class AmlStepOperator(BaseOperator):
         identities: dict[str, Any] = {}
         for port in inputs:
             if port.step is not None:
-                facts = context["ti"].xcom_pull(task_ids=port.step, key=xcom.STEP_RUN) or {}
-                producer = facts.get(xcom.FINGERPRINT)
+                producer = self._producer_facts(context, port.step).get(xcom.FINGERPRINT)
                 identities[port.name] = {"producer": producer, "output": port.output, "mode": port.mode}
             else:
                 location = locations[port.name]

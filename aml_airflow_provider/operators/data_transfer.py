@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from aml_airflow_provider.exceptions import StepRunError, UserErrorException
 from aml_airflow_provider.operators.base import AmlStepOperator, FreshRun
+from aml_airflow_provider.storage.base import local_file_for
 from aml_airflow_provider.uris import DatastoreUri
 
 if TYPE_CHECKING:
@@ -236,7 +237,7 @@ class DataTransferOperator(AmlStepOperator):
         if not files:
             raise StepRunError(f"Step '{self.step_name}': the source {source} holds no files to load.")
         local_dir = run.work_dir / "load"
-        pairs = [(f.path, local_dir / f.path) for f in files]
+        pairs = [(f.path, local_file_for(local_dir, f.path, source=str(source))) for f in files]
         backend.download_many(pairs, overwrite=True, report=report)
         store = self.sql(destination["datastore"])
         ti = run.context["ti"]

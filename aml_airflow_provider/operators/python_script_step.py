@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aml_airflow_provider.exceptions import StepRunError
-from aml_airflow_provider.operators.base import AmlStepOperator
+from aml_airflow_provider.operators.base import AmlStepOperator, set_plain_attributes
 from aml_airflow_provider.runtime.contract import PARAMETER_TOKEN, expand
 from aml_airflow_provider.runtime.launcher import StepProcess
 
@@ -76,15 +76,18 @@ class PythonScriptStepOperator(AmlStepOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.script_name = script_name
-        self.source_directory = source_directory
-        self.snapshot = snapshot
-        self.arguments = list(arguments)
-        self.step_params = dict(step_params or {})
-        self.environment_variables = dict(environment_variables or {})
-        self.environment = dict(environment or {})
-        self.python = python
-        self.container = dict(container) if container is not None else None
+        set_plain_attributes(
+            self,
+            script_name=script_name,
+            source_directory=source_directory,
+            snapshot=snapshot,
+            arguments=list(arguments),
+            step_params=dict(step_params or {}),
+            environment_variables=dict(environment_variables or {}),
+            environment=dict(environment or {}),
+            python=python,
+            container=dict(container) if container is not None else None,
+        )
 
     @classmethod
     def kwargs_from_config(cls, step: StepSpec) -> dict[str, Any]:

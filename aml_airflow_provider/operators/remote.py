@@ -67,6 +67,8 @@ class RemoteStepOperator(AmlStepOperator):
     #: ``[aml]`` option with the deployment's polling period (pipelines carry none: v1 had none).
     poll_config_key: ClassVar[str] = "remote_poll_seconds"
 
+    _shared_base: ClassVar[bool] = True
+
     def __init__(
         self,
         *,
@@ -230,10 +232,14 @@ class RemoteStepOperator(AmlStepOperator):
     def _push_outputs(self, ti: Any, uris: Mapping[str, str], state: Mapping[str, Any]) -> None:
         from aml_airflow_provider import xcom
 
-        facts = {**state["facts"], xcom.OUTPUTS_URL: self._default_store().browse_url(state["folder"])}
+        facts = {
+            **state["facts"],
+            xcom.OUTPUTS_URL: self._default_store().browse_url(state["folder"]),
+            xcom.OUTPUTS: dict(uris),
+        }
         for name, uri in uris.items():
             ti.xcom_push(key=name, value=uri)
-        ti.xcom_push(key=xcom.STEP_RUN, value=facts)
+        self.push_facts(ti, facts)
 
     def on_kill(self) -> None:
         super().on_kill()

@@ -14,6 +14,9 @@ submit its pipeline, to edit it to publish, and to read it to see it.
 
 from __future__ import annotations
 
+import re
+import unicodedata
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -25,7 +28,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from aml_airflow_provider import __version__
-from aml_airflow_provider.dagfile import Catalog, DagDocument
+from aml_airflow_provider.dagfile import ENDPOINT_NAME_RE, Catalog, DagDocument, check_dag_id
 from aml_airflow_provider.exceptions import UserErrorException
 from aml_airflow_provider.plugins import pages
 
@@ -79,15 +82,81 @@ class DagBody(BaseModel):
     title: str
 
 
+#: What a document may hold, so that a stored document never breaks the DAG processor or the page.
+_KINDS = ("experiment", "published", "schedule")
+_DAG_KWARGS = ("tags", "description")
+_REQUIRED_META = {"published": ("id", "name"), "schedule": ("id", "name", "pipeline_dag_id")}
+_STATUSES = ("Active", "Disabled")
+
+
+def _bad(message: str) -> HTTPException:
+    return HTTPException(status.HTTP_400_BAD_REQUEST, message)
+
+
+def _checked_dag_id(dag_id: str) -> str:
+    try:
+        return check_dag_id(dag_id)
+    except ValueError as exc:
+        raise _bad(str(exc)) from None
+
+
+def _has_control_characters(text: str) -> bool:
+    return any(unicodedata.category(ch).startswith("C") for ch in text)
+
+
+def check_document(dag_id: str, body: DagBody) -> DagDocument:
+    """The document a client sent, checked field by field; an ``HTTPException(400)`` names what is wrong.
+
+    Only documents the package itself could have written are stored: anything else would break the
+    DAG processor, the Pipelines page or the submit routes for every user.
+    """
+    _checked_dag_id(dag_id)
+    if not body.title.strip() or len(body.title) > 1000 or _has_control_characters(body.title):
+        raise _bad("title: give 1-1000 characters without control characters (it heads the DAG file).")
+    # The server computes the spec's fingerprint itself: a client must not choose it.
+    data = {k: v for k, v in body.document.items() if k != "fingerprint"}
+    kind = data.get("kind", "experiment")
+    if kind not in _KINDS:
+        raise _bad(f"document.kind {kind!r} must be one of {', '.join(_KINDS)}.")
+    for key in ("dag_kwargs", "meta"):
+        if not isinstance(data.get(key, {}), Mapping):
+            raise _bad(f"document.{key} must be an object.")
+    dag_kwargs = data.get("dag_kwargs", {})
+    unknown = sorted(set(dag_kwargs) - set(_DAG_KWARGS))
+    if unknown:
+        raise _bad(f"document.dag_kwargs: {unknown[0]!r} is not accepted (only {', '.join(_DAG_KWARGS)}).")
+    tags = dag_kwargs.get("tags", [])
+    if not isinstance(tags, list) or not all(isinstance(t, str) and t and "\x00" not in t for t in tags):
+        raise _bad("document.dag_kwargs.tags must be a list of non-empty strings.")
+    description = dag_kwargs.get("description")
+    if description is not None and (not isinstance(description, str) or "\x00" in description):
+        raise _bad("document.dag_kwargs.description must be text without NUL bytes.")
+    pipeline = data.get("pipeline")
+    if kind == "schedule" and pipeline is not None:
+        raise _bad("document.pipeline: a schedule document has no pipeline spec (it runs a published pipeline).")
+    if kind != "schedule" and (not isinstance(pipeline, Mapping) or not pipeline):
+        raise _bad(f"document.pipeline: a {kind} document needs its pipeline spec (an object).")
+    try:
+        document = DagDocument.from_dict(data)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise _bad(f"Invalid DAG document: {type(exc).__name__}: {exc}") from None
+    if document.dag_id != dag_id:
+        raise _bad(f"The document is for DAG {document.dag_id!r}, not {dag_id!r}.")
+    for key in _REQUIRED_META.get(kind, ()):
+        value = document.meta.get(key)
+        if not isinstance(value, str) or not value.strip() or "\x00" in value:
+            raise _bad(f"document.meta.{key}: a {kind} document needs it as non-empty text.")
+    if kind == "schedule" and not isinstance(document.meta.get("conf"), Mapping):
+        raise _bad("document.meta.conf: a schedule document needs the conf of the runs it starts (an object).")
+    if document.meta.get("status", "Active") not in _STATUSES:
+        raise _bad(f"document.meta.status must be one of {', '.join(_STATUSES)}.")
+    return document
+
+
 @app.put("/dags/{dag_id}", summary="Write a pipeline's DAG document")
 def put_dag(dag_id: str, body: DagBody, user: GetUserDep) -> dict[str, str]:
     authorize_dag(user, dag_id, "PUT")
-    try:
-        document = DagDocument.from_dict(body.document)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise HTTPException(400, f"Invalid DAG document: {exc}") from None
-    if document.dag_id != dag_id:
-        raise HTTPException(400, f"The document is for DAG {document.dag_id!r}, not {dag_id!r}.")
+    document = check_document(dag_id, body)
     if document.kind == "schedule":
         # A schedule triggers another DAG: who writes one must be allowed to run that DAG.
         authorize_dag(user, document.meta.get("pipeline_dag_id"), "POST", DagAccessEntity.RUN)
@@ -98,7 +167,7 @@ def put_dag(dag_id: str, body: DagBody, user: GetUserDep) -> dict[str, str]:
 @app.get("/dags/{dag_id}", summary="Read a pipeline's DAG document")
 def get_dag(dag_id: str, user: GetUserDep) -> dict[str, Any]:
     authorize_dag(user, dag_id, "GET")
-    document = catalog().read_dag(dag_id)
+    document = catalog().read_dag(_checked_dag_id(dag_id))
     if document is None:
         raise HTTPException(404, f"No pipeline DAG {dag_id!r}.")
     return document.to_dict()
@@ -109,20 +178,45 @@ def list_dags(user: GetUserDep, kind: str | None = None) -> list[dict[str, Any]]
     return [d.to_dict() for d in readable(user, catalog().list_dags(kind))]
 
 
+_VERSION_RE = re.compile(r"[0-9]{1,9}")
+
+
+def _read_endpoint(name: str) -> dict[str, Any]:
+    """The endpoint's document, or 404 (a name that breaks the naming rule cannot exist)."""
+    document = catalog().read_endpoint(name) if ENDPOINT_NAME_RE.fullmatch(name) else None
+    if document is None:
+        raise HTTPException(404, f"No pipeline endpoint {name!r}.")
+    return document
+
+
 @app.put("/endpoints/{name}", summary="Write a pipeline endpoint")
 def put_endpoint(name: str, user: GetUserDep, document: Annotated[dict[str, Any], Body()]) -> dict[str, str]:
-    for pipeline_id in document.get("versions", {}).values():
+    if not ENDPOINT_NAME_RE.fullmatch(name):
+        raise _bad(f"Invalid pipeline endpoint name {name!r}: use 1-200 ASCII letters, digits, '_', '.' or '-'.")
+    versions = document.get("versions")
+    if (
+        not isinstance(versions, Mapping)
+        or not versions
+        or not all(isinstance(v, str) and _VERSION_RE.fullmatch(v) for v in versions)
+        or not all(isinstance(p, str) for p in versions.values())
+    ):
+        raise _bad('versions must map version numbers ("0", "1", ...) to published pipeline ids, at least one.')
+    # Writing an endpoint re-points its URL: the caller must be allowed to edit every pipeline it names.
+    for pipeline_id in versions.values():
         authorize_dag(user, _published(pipeline_id).dag_id, "PUT")
+    if document.get("default_version") not in versions:
+        raise _bad(f"default_version {document.get('default_version')!r} is not one of the versions.")
+    if not isinstance(document.get("id"), str) or not document["id"].strip():
+        raise _bad("id: give the endpoint's id (non-empty text).")
+    if document.get("status", "Active") not in _STATUSES:
+        raise _bad(f"status must be one of {', '.join(_STATUSES)}.")
     catalog().write_endpoint(name, {**document, "name": name})
     return {"name": name}
 
 
 @app.get("/endpoints/{name}", summary="Read a pipeline endpoint")
 def get_endpoint(name: str, user: GetUserDep) -> dict[str, Any]:
-    document = catalog().read_endpoint(name)
-    if document is None:
-        raise HTTPException(404, f"No pipeline endpoint {name!r}.")
-    return document
+    return _read_endpoint(name)
 
 
 @app.get("/endpoints", summary="List pipeline endpoints")
@@ -185,6 +279,9 @@ def submit_document(document: DagDocument, body: SubmitBody, user: Any) -> dict[
         raise HTTPException(
             400, "DataSetDefinitionValueAssignments: datasets are not supported; use DataPath parameters."
         )
+    if body.Description is not None and "\x00" in body.Description:
+        # It becomes the run's note, and PostgreSQL refuses NUL bytes in text.
+        raise HTTPException(400, "Description: text without NUL bytes.")
     assert document.spec is not None
     values: dict[str, Any] = dict(body.ParameterAssignments)
     values.update({name: dp.model_dump() for name, dp in body.DataPathAssignments.items()})
@@ -228,9 +325,7 @@ def submit_endpoint(
     user: GetUserDep,
     pipeline_version: str | None = Query(default=None, alias="pipelineVersion"),
 ) -> dict[str, Any]:
-    document = catalog().read_endpoint(name)
-    if document is None:
-        raise HTTPException(404, f"No pipeline endpoint {name!r}.")
+    document = _read_endpoint(name)
     version = pipeline_version or document["default_version"]
     if version not in document["versions"]:
         raise HTTPException(404, f"Pipeline endpoint {name!r} has no version {version!r}.")

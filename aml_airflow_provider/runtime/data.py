@@ -12,6 +12,9 @@ from aml_airflow_provider.spec import InputSpec, OutputSpec
 from aml_airflow_provider.storage.base import DatastoreBackend, remove_path
 from aml_airflow_provider.uris import DatastoreUri
 
+#: Below this many free bytes a datastore's disk counts as full (see :meth:`StepData.full_disk_note`).
+FULL_DISK_BYTES = 1024 * 1024
+
 
 def local_subpath(base: Path, relative: str | None, *, what: str) -> Path:
     """``base / relative``, refusing absolute paths and ``..`` (a step may only write inside its folder)."""
@@ -152,6 +155,22 @@ class StepData:
                 stats.skipped,
             )
         return uris
+
+    def full_disk_note(self) -> str:
+        """Name the outputs staged on a datastore whose disk is full ('' if none): a script that failed
+        with "No space left on device" names a staging path of ours, not the datastore."""
+        notes = []
+        for out in self._outputs:
+            try:
+                free = out.backend.free_space() if out.staging is not None else None
+            except OSError:  # only a hint: never hide the step's own error
+                free = None
+            if free is not None and free < FULL_DISK_BYTES:
+                notes.append(
+                    f"Output '{out.name}' is written on {out.backend.describe(out.location.path)}, and its disk is "
+                    f"full ({free} bytes free): free space on it, or register the datastore on a larger disk."
+                )
+        return " ".join(notes)
 
     def discard(self) -> None:
         """Remove staged outputs (after a failure, or once published)."""

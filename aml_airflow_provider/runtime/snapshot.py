@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aml_airflow_provider.exceptions import DatastoreError, SnapshotTooLargeError, UserErrorException
-from aml_airflow_provider.storage.base import DatastoreBackend
+from aml_airflow_provider.storage.base import DatastoreBackend, local_file_for
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +114,28 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _linked_inside(root: Path, real_root: Path, path: Path, rel: str) -> Path | None:
+    """``path`` resolved, or ``None`` (with a warning naming it) for a symbolic link that leads outside the
+    source directory or nowhere.
+
+    A snapshot holds the source directory's files only: a link to ``~/.ssh`` or ``/etc`` must not pull
+    the worker's files into it (and onto the datastore). A link to a file or folder inside is kept.
+    """
+    try:
+        real = path.resolve(strict=True)
+    except (OSError, RuntimeError):  # dangling, or a loop of links
+        log.warning("Source directory %s: leaving out %s, a symbolic link that leads nowhere.", root, rel)
+        return None
+    if path.is_symlink() and not real.is_relative_to(real_root):
+        log.warning(
+            "Source directory %s: leaving out %s, a symbolic link to %s, outside the source directory (a "
+            "snapshot holds only files inside it; copy what the step needs into the folder).",
+            root, rel, real,
+        )  # fmt: skip
+        return None
+    return real
+
+
 def _kept_files(source_directory: Path) -> list[tuple[str, Path, os.stat_result]]:
     """``(relative path, path, stat)`` of every file the ignore rules keep, within the limits."""
     root = Path(source_directory)
@@ -121,16 +143,36 @@ def _kept_files(source_directory: Path) -> list[tuple[str, Path, os.stat_result]
         raise UserErrorException(f"Source directory {str(root)!r} is not a folder.")
     spec = _ignore_spec(root)
     max_bytes, max_files = _limits()
+    real_root = root.resolve()
     kept: list[tuple[str, Path, os.stat_result]] = []
+    # The real folders on the way to each folder walked: a link back to one of them is a loop.
+    chains: dict[str, frozenset[Path]] = {str(root): frozenset({real_root})}
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
         rel_dir = os.path.relpath(dirpath, root).replace(os.sep, "/")
         rel_dir = "" if rel_dir == "." else rel_dir + "/"
+        chain = chains.pop(dirpath, None) or frozenset({real_root, Path(dirpath).resolve()})
+        walked = []
         # Prune ignored folders so a huge ignored tree (a virtualenv, data) is never walked.
-        dirnames[:] = sorted(d for d in dirnames if not spec.match_file(f"{rel_dir}{d}/"))
+        for name in sorted(d for d in dirnames if not spec.match_file(f"{rel_dir}{d}/")):
+            path = Path(dirpath, name)
+            real = _linked_inside(root, real_root, path, f"{rel_dir}{name}")
+            if real is None:
+                continue
+            if real in chain:
+                log.warning(
+                    "Source directory %s: leaving out %s, a symbolic link to %s, which contains it (a loop).",
+                    root, f"{rel_dir}{name}", real,
+                )  # fmt: skip
+                continue
+            chains[str(path)] = chain | {real}
+            walked.append(name)
+        dirnames[:] = walked
         for name in sorted(filenames):
             rel = f"{rel_dir}{name}"
             if not spec.match_file(rel):
                 path = Path(dirpath, name)
+                if path.is_symlink() and _linked_inside(root, real_root, path, rel) is None:
+                    continue
                 kept.append((rel, path, path.stat()))
     total = sum(st.st_size for _, _, st in kept)
     if total > max_bytes or len(kept) > max_files:
@@ -220,7 +262,15 @@ def load(snapshot_id: str, backend: DatastoreBackend, work: Path) -> Snapshot:
         raise DatastoreError(f"Snapshot {snapshot_id} is not on {backend.describe(SNAPSHOT_ROOT)}.")
     target = work / f"manifest-{snapshot_id}.json"
     backend.download_many([(path, target)], overwrite=True)
-    return Snapshot.from_manifest(json.loads(target.read_text(encoding="utf-8")))
+    snapshot = Snapshot.from_manifest(json.loads(target.read_text(encoding="utf-8")))
+    if snapshot.id != snapshot_id:
+        # The id is the manifest's hash: anything else means the stored manifest was changed.
+        raise DatastoreError(
+            f"Snapshot {snapshot_id} on {backend.describe(SNAPSHOT_ROOT)} does not match its id (its manifest "
+            f"hashes to {snapshot.id}): the store is corrupt or was edited. Submit the pipeline again to take "
+            "a fresh snapshot."
+        )
+    return snapshot
 
 
 def materialize(
@@ -228,11 +278,14 @@ def materialize(
 ) -> None:
     """Write the snapshot's files under ``dest`` and check each against its hash."""
     dest.mkdir(parents=True, exist_ok=True)
+    # A manifest is read from the datastore, where anyone with write access could have edited it.
+    where = f"snapshot {snapshot.id} on {backend.describe(SNAPSHOT_ROOT)}"
+    targets = {f.path: local_file_for(dest, f.path, source=where) for f in snapshot.files}
     backend.download_many(
-        [(_blob_path(f.sha256), dest / f.path) for f in snapshot.files], overwrite=True, report=report
+        [(_blob_path(f.sha256), targets[f.path]) for f in snapshot.files], overwrite=True, report=report
     )
     for f in snapshot.files:
-        local = dest / f.path
+        local = targets[f.path]
         if file_sha256(local) != f.sha256:
             raise DatastoreError(f"Snapshot file {f.path} does not match its hash {f.sha256}: the store is corrupt.")
         if f.executable:

@@ -123,6 +123,10 @@ class DatastoreBackend(ABC):
         """The local filesystem path of ``path`` when the datastore is a local folder, else ``None``."""
         return None
 
+    def free_space(self) -> int | None:
+        """Bytes that can still be written to the datastore, when its storage has a known size, else ``None``."""
+        return None
+
     def check_access(self) -> None:  # noqa: B027 - most backends have nothing to check
         """Raise :class:`DatastoreError` if the datastore cannot be reached with its credential now."""
 
@@ -228,7 +232,10 @@ class DatastoreBackend(ABC):
             return target
         cut = len(path) + 1 if path else 0
         # A blob named exactly like the folder (possible on flat namespaces) has no place in it: skip it.
-        pairs = [(f.path, dest / f.path[cut:]) for f in files if f.path != path]
+        # Every name is checked before anything is written: a hostile one must not land outside ``dest``.
+        pairs = [
+            (f.path, local_file_for(dest, f.path[cut:], source=self.describe(path))) for f in files if f.path != path
+        ]
         self.download_many(pairs, overwrite=overwrite, report=report)
         return dest
 
@@ -297,6 +304,28 @@ def move_into_place(src: Path, dest: Path) -> None:
         if dest.exists():
             raise exists from None
         raise
+
+
+def local_file_for(folder: Path, name: str, *, source: str) -> Path:
+    """``folder / name`` for a file called ``name`` on a datastore, refusing a name that would leave ``folder``.
+
+    Blob names are free text: ``a/../../x`` (Azure Storage also turns ``\\`` into ``/``) joined to a
+    local folder would write outside it, over anything the worker can write. A leading ``/`` and empty
+    or ``.`` segments are dropped, as in every datastore path.
+
+    :param folder: the local folder the file goes into
+    :param name: its path relative to that folder, as the datastore names it
+    :param source: where the file comes from, for the message (``datastore 'raw' (...)``)
+    :raises DatastoreError: the name has a ``..`` segment, or no file name at all
+    """
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if not parts or ".." in parts:
+        raise DatastoreError(
+            f"Refusing to copy {name!r} from {source} into {folder}: that name is not a path inside the folder "
+            "(it has '..' segments, or no file name), so the file would land elsewhere. Rename or delete it on "
+            "the datastore."
+        )
+    return folder.joinpath(*parts)
 
 
 def new_temp_name(prefix: str = ".aml-tmp-") -> str:

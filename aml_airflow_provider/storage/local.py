@@ -7,6 +7,7 @@ filesystem) and then renamed into place in one step.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import shutil
@@ -31,6 +32,8 @@ log = logging.getLogger(__name__)
 STAGING_DIR = ".aml-staging"
 #: Prefix of the temp files that become a datastore file (or a downloaded file) once complete.
 TEMP_PREFIX = ".aml-tmp-"
+#: ``errno`` values that mean the disk (or the writer's quota on it) is full.
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
 
 class LocalBackend(DatastoreBackend):
@@ -93,6 +96,25 @@ class LocalBackend(DatastoreBackend):
 
     def browse_url(self, path: str = "") -> str:
         return (self.root / normalize_datastore_path(path)).as_uri()
+
+    def free_space(self) -> int:
+        """Bytes that can still be written under the root (what ``df`` shows as available)."""
+        st = os.statvfs(self.root)
+        return st.f_bavail * st.f_frsize
+
+    def _write_error(self, exc: OSError, action: str, path: str) -> DatastoreError:
+        """The error of a failed write onto the datastore; a full disk is said in so many words."""
+        if exc.errno not in _NO_SPACE:
+            return DatastoreError(f"{action} {self.describe(path)}: {exc}")
+        try:
+            free = f"{self.free_space()} bytes free"
+        except OSError:
+            free = "free space unknown"
+        # The bare OSError names a temp file of ours, which tells a user nothing.
+        return DatastoreError(
+            f"{action} {self.describe(path)}: its disk is full ([Errno {exc.errno}] {exc.strerror}; {free}). "
+            "Free space on it, or register the datastore on a larger disk, then retry."
+        )
 
     def check_access(self) -> None:
         """Fail now, with a :class:`DatastoreError`, if this worker cannot read and write the root."""
@@ -164,7 +186,7 @@ class LocalBackend(DatastoreBackend):
                 return False
             tmp = None
         except OSError as exc:
-            raise DatastoreError(f"Cannot copy {local} to {self.describe(path)}: {exc}") from exc
+            raise self._write_error(exc, f"Cannot copy {local} to", path) from exc
         finally:
             if tmp is not None:
                 tmp.unlink(missing_ok=True)
@@ -256,7 +278,7 @@ class LocalBackend(DatastoreBackend):
             move_into_place(staged, dest)
             log.info("Published %s", self.describe(path))
         except OSError as exc:
-            raise DatastoreError(f"Cannot publish {src} to {self.describe(path)}: {exc}") from exc
+            raise self._write_error(exc, f"Cannot publish {src} to", path) from exc
         finally:
             if own_staging is not None:
                 remove_path(own_staging)

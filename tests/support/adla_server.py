@@ -779,6 +779,19 @@ class AdlaServer:
         with self._lock:
             self._scripts.append(_Script(checked, result, checked_errors))
 
+    def finish_job(self, job_id: str) -> None:
+        """End a job whose script stopped on a state before ``Ended`` (held until the test says so).
+
+        The next ``GET`` of the job reports ``Ended`` with the result its script named.
+        """
+        with self._lock:
+            job = self._jobs.get(job_id.lower())
+            if job is None:
+                raise KeyError(f"no job {job_id}")
+            if job.cancelled or job.state == "Ended":
+                raise ValueError(f"job {job_id} has already ended: an ended job never changes")
+            job.states.append("Ended")
+
     def fail_next(
         self,
         status: int,

@@ -12,6 +12,7 @@ see ``AML_TEST_WORKER`` (its name), so a step can say where it ran.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -55,6 +56,18 @@ def _psql(sql: str) -> None:
     )
 
 
+def _group_alive(pgid: int) -> bool:
+    """Whether a process of group ``pgid`` still runs (zombies, which hold nothing, do not count)."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:
+            continue  # it ended meanwhile
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
+
+
 @dataclass
 class AirflowServer:
     """A running deployment.
@@ -92,11 +105,41 @@ class AirflowServer:
         airflow = str(Path(sys.executable).with_name("airflow"))
         subprocess.run([airflow, "db", "migrate"], env=self.env, check=True, capture_output=True)
         for component in COMPONENTS:
-            out = open(self.home / f"{component}.log", "w")  # noqa: SIM115 - closed in stop()
-            self.processes[component] = subprocess.Popen(
-                [airflow, component], env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-            )
+            self._spawn(component, "w")
         self._wait_healthy()
+
+    def _spawn(self, component: str, mode: str) -> None:
+        airflow = str(Path(sys.executable).with_name("airflow"))
+        out = open(self.home / f"{component}.log", mode)  # noqa: SIM115 - closed with the process
+        self.processes[component] = subprocess.Popen(
+            [airflow, component], env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    def stop_component(self, name: str, *, kill: bool = False, timeout: float = 60) -> None:
+        """Stop one of :data:`COMPONENTS` and every process it started (its process group).
+
+        :param kill: SIGKILL at once, as a lost machine (else SIGTERM, then SIGKILL after ``timeout``)
+        """
+        proc = self.processes[name]
+        if proc.poll() is None:
+            os.killpg(proc.pid, 9 if kill else 15)
+        deadline = time.monotonic() + timeout
+        # Until the whole group is gone: a child left behind (a log server) would hold its port.
+        while _group_alive(proc.pid):
+            if time.monotonic() > deadline:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, 9)
+            proc.poll()
+            time.sleep(0.2)
+        proc.wait(timeout=30)
+
+    def start_component(self, name: str) -> None:
+        """Start one of :data:`COMPONENTS` (again) with the deployment's environment, appending to its log."""
+        if name not in COMPONENTS:
+            raise ValueError(f"{name!r} is not one of {COMPONENTS}")
+        if name in self.processes and self.processes[name].poll() is None:
+            raise RuntimeError(f"airflow {name} is still running")
+        self._spawn(name, "a")
 
     def _wait_healthy(self) -> None:
         import requests

@@ -168,20 +168,27 @@ class Azurite:
         self.start()
 
 
-@pytest.fixture(scope="session")
-def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
-    """A running Azurite blob service for the whole session."""
+@contextlib.contextmanager
+def running_azurite(workdir: Path) -> Iterator[Azurite]:
+    """An Azurite on a free port keeping its data in ``workdir``, stopped on exit."""
     if not AZURITE_BIN.exists():
         pytest.fail(
             f"Azurite is not installed ({AZURITE_BIN} is missing): run `make test` (it runs npm install).",
             pytrace=False,
         )
-    server = Azurite(AZURITE_BIN, tmp_path_factory.mktemp("azurite"), _free_port())
+    server = Azurite(AZURITE_BIN, workdir, _free_port())
     server.start()
     try:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
+    """A running Azurite blob service for the whole session."""
+    with running_azurite(tmp_path_factory.mktemp("azurite")) as server:
+        yield server
 
 
 @pytest.fixture

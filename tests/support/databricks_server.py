@@ -584,6 +584,21 @@ class DatabricksServer(LoopbackServer):
         with self._lock:
             self._scripts.append(_Script(checked, notebook_result, logs, error, error_trace))
 
+    def finish_run(self, run_id: int, result_state: str = "SUCCESS", state_message: str = "") -> None:
+        """End a run whose script stopped on a non-terminal state (held until the test says so).
+
+        The next ``runs/get`` of the run reports ``TERMINATED`` with ``result_state``.
+        """
+        if result_state not in RESULT_STATES:
+            raise ValueError(f"unknown result_state {result_state!r}")
+        with self._lock:
+            run = self._find_run(run_id)
+            if run is None:
+                raise KeyError(f"no run {run_id}")
+            if run.is_terminal:
+                raise ValueError(f"run {run_id} has already ended: a finished run never changes")
+            run.states.append(("TERMINATED", result_state, state_message))
+
     def run(self, run_id: int) -> dict[str, Any]:
         """The server's record of a run (``run_id`` may also be one of its task runs' ids)."""
         with self._lock:

@@ -17,6 +17,7 @@ class FakeTI:
             "t1",
             try_number,
         )
+        self.map_index = -1
         self.pushed: dict[str, str] = {}
         self.upstream = upstream or {}
 

@@ -8,7 +8,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from aml_airflow_provider._names import check_port_name, check_step_name, data_env_name, parameter_env_name
+from aml_airflow_provider._names import (
+    check_compute_path,
+    check_port_name,
+    check_step_name,
+    data_env_name,
+    parameter_env_name,
+)
 from aml_airflow_provider.data.data_reference import DataReference, _check_datastore
 from aml_airflow_provider.data.datapath import DataPathComputeBinding
 from aml_airflow_provider.data.sql_data_reference import SqlDataReference
@@ -70,7 +76,9 @@ class PipelineData:
                 "file the script writes, relative to its working directory)."
             )
         self._output_mode = output_mode
-        self._output_path_on_compute = output_path_on_compute
+        self._output_path_on_compute = check_compute_path(
+            output_path_on_compute, f"output_path_on_compute of PipelineData '{name}'"
+        )
         self._output_overwrite = output_overwrite
         self._data_type = data_type
         self._is_directory = bool(is_directory)
@@ -156,9 +164,9 @@ class InputPortBinding:
             )
         self.bind_object = bind_object
         self.bind_mode = bind_mode
-        self.path_on_compute = path_on_compute
         self.overwrite = bool(overwrite)
         self.name = check_port_name(input_name or bind_object.name, "input_name")
+        self.path_on_compute = check_compute_path(path_on_compute, f"path_on_compute of input '{self.name}'")
 
     def __str__(self) -> str:
         return "$" + data_env_name(self.name)
@@ -423,6 +431,9 @@ class PipelineStep(ABC):
                 out[key] = "$" + parameter_env_name(value.name)
             else:
                 out[key] = str(value)
+                if "\x00" in out[key]:
+                    # An environment variable cannot hold one: the step would fail on the worker.
+                    raise StepDefinitionError(f"Step '{self._name}': params['{key}'] {out[key]!r} contains a NUL byte.")
         return out
 
     # -- ordering ---------------------------------------------------------------------------------

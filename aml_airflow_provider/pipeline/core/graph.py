@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +23,9 @@ if TYPE_CHECKING:
 
 #: The longest string value a parameter may have (values travel in DAG run conf and env vars).
 MAX_PARAMETER_STRING = 32_768
+#: The largest integer a parameter may hold: JSON clients and Airflow's trigger form (JavaScript
+#: numbers) keep integers exact only up to 2**53 - 1.
+MAX_PARAMETER_INT = 2**53 - 1
 
 
 def parameter_type_of(value: object) -> str | None:
@@ -51,6 +55,22 @@ def check_string_value(name: str, value: str) -> None:
         )
 
 
+def check_number_value(name: str, value: int | float) -> None:
+    """Raise :class:`PipelineParameterError` for a number a run cannot carry exactly (NaN, infinity, huge ints)."""
+    if isinstance(value, bool):
+        return
+    if isinstance(value, float) and not math.isfinite(value):
+        raise PipelineParameterError(
+            f"Pipeline parameter '{name}': {value!r} is not a finite number (JSON and the trigger form cannot hold it)."
+        )
+    if isinstance(value, int) and abs(value) > MAX_PARAMETER_INT:
+        raise PipelineParameterError(
+            f"Pipeline parameter '{name}': the integer {str(value)[:30]}{'...' if len(str(value)) > 30 else ''} is "
+            f"outside +/-{MAX_PARAMETER_INT} (2**53 - 1), the range JSON clients and Airflow's trigger form keep "
+            "exact; pass it as a string parameter instead."
+        )
+
+
 class PipelineParameter:
     """A value chosen when a run is submitted or triggered.
 
@@ -70,6 +90,8 @@ class PipelineParameter:
             )
         if type_ == "string":
             check_string_value(name, default_value)
+        elif type_ in ("int", "float"):
+            check_number_value(name, default_value)
         self.default_value = default_value
         self.type = type_
         self.description = description

@@ -117,6 +117,9 @@ class Pipeline:
         if not isinstance(workspace, Workspace):
             raise UserErrorException(f"Pipeline: workspace must be a Workspace, not {type(workspace).__name__}.")
         self._workspace = workspace
+        if description is not None and (not isinstance(description, str) or "\x00" in description):
+            # PostgreSQL, Airflow's usual database, refuses NUL bytes: the DAG could never be stored.
+            raise UserErrorException(f"Pipeline: the description {description!r} must be text without NUL bytes.")
         self.description = description
         if default_datastore is None and kwargs.get("default_datastore_name"):
             default_datastore = Datastore(workspace, kwargs["default_datastore_name"])

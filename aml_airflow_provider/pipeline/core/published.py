@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import unicodedata
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from aml_airflow_provider.dagfile import DagDocument
-from aml_airflow_provider.exceptions import UserErrorException
+from aml_airflow_provider.dagfile import ENDPOINT_NAME_RE, DagDocument
+from aml_airflow_provider.exceptions import InvalidNameError, UserErrorException
 from aml_airflow_provider.spec import CONTINUE_CONF_KEY, EXPERIMENT_CONF_KEY, TAGS_CONF_KEY, PipelineSpec
 
 if TYPE_CHECKING:
@@ -49,7 +50,7 @@ def submit_conf(
     """
     from aml_airflow_provider._names import check_experiment_name
     from aml_airflow_provider.exceptions import PipelineParameterError
-    from aml_airflow_provider.parameters import resolve_parameter_values
+    from aml_airflow_provider.parameters import resolve_parameter_values, run_tags
     from aml_airflow_provider.uris import DatastoreUri
 
     conf = resolve_parameter_values(spec, pipeline_parameters, from_strings=from_strings)
@@ -62,7 +63,7 @@ def submit_conf(
                 )
     conf[EXPERIMENT_CONF_KEY] = check_experiment_name(experiment_name)
     if tags:
-        conf[TAGS_CONF_KEY] = {str(k): str(v) for k, v in tags.items()}
+        conf[TAGS_CONF_KEY] = run_tags(tags)
     if continue_on_step_failure is not None:
         conf[CONTINUE_CONF_KEY] = bool(continue_on_step_failure)
     return conf
@@ -180,6 +181,26 @@ def set_status(workspace: Workspace, document: DagDocument, status: str, title: 
     return document
 
 
+def _check_label(value: object, what: str) -> str:
+    """A published pipeline's name or version: 1-255 characters, none of them control characters.
+
+    They are written into the DAG file and shown by the UI; a NUL byte would make the DAG file
+    unreadable to Python, and PostgreSQL refuses it in text columns.
+    """
+    if not isinstance(value, str) or not value.strip() or len(value) > 255:
+        raise InvalidNameError(f"{what} {value!r}: give 1-255 characters.")
+    if any(unicodedata.category(ch).startswith("C") for ch in value):
+        raise InvalidNameError(f"{what} {value!r}: it contains control characters (NUL, newline, ...); remove them.")
+    return value
+
+
+def check_description(value: object, what: str) -> str | None:
+    """A description: any text but NUL bytes, which PostgreSQL (Airflow's usual database) refuses to store."""
+    if value is not None and (not isinstance(value, str) or "\x00" in value):
+        raise UserErrorException(f"{what}: the description {value!r} must be text without NUL bytes.")
+    return value
+
+
 def _title(name: str, version: str | None) -> str:
     return f"Published AML pipeline '{name}'" + (f" version {version}" if version else "")
 
@@ -195,9 +216,13 @@ def publish_pipeline(
     from aml_airflow_provider.pipeline.core.submit import pin_snapshots
 
     workspace = pipeline.workspace
-    name = name or pipeline.description or "pipeline"
-    if not isinstance(name, str) or not name.strip() or len(name) > 255:
-        raise UserErrorException(f"Published pipeline name {name!r}: give 1-255 characters.")
+    if not name:
+        # v1 named it after the pipeline's description; its first line, as a name has one line.
+        name = next(iter((pipeline.description or "").strip().splitlines()), "")[:255] or "pipeline"
+    name = _check_label(name, "Published pipeline name")
+    if version is not None:
+        version = _check_label(str(version), f"Published pipeline '{name}': version")
+    check_description(description, f"Published pipeline '{name}'")
     spec = dataclasses.replace(pipeline.spec, continue_on_step_failure=bool(continue_on_step_failure))
     spec = pin_snapshots(spec, workspace)  # later edits to the scripts do not change what was published
     pipeline_id = str(uuid.uuid4())
@@ -267,6 +292,11 @@ class PipelineEndpoint:
         if args and not isinstance(args[0], str | type(None)):
             values = dict(zip(("pipeline", "description"), args, strict=False))
         values.update({k: v for k, v in kwargs.items() if k in ("description", "pipeline")})
+        if not isinstance(name, str) or not ENDPOINT_NAME_RE.fullmatch(name):
+            raise InvalidNameError(
+                f"Invalid pipeline endpoint name {name!r}: use 1-200 ASCII letters, digits, '_', '.' or '-' "
+                "(it is part of the endpoint's URL)."
+            )
         if "pipeline" not in values:
             raise UserErrorException(f"Pipeline endpoint '{name}': publish needs a pipeline.")
         deployment = workspace._deployment

@@ -15,6 +15,7 @@ from aml_airflow_provider.exceptions import ActivityFailedException, UserErrorEx
 from aml_airflow_provider.pipeline.core.graph import PortDataReference
 from aml_airflow_provider.runtime.tracking import DRIVER_LOG, TAGS_FILE, StepRunRecord, aggregate
 from aml_airflow_provider.spec import RESERVED_PARAMETERS, TAGS_CONF_KEY, StepSpec
+from aml_airflow_provider.storage.base import local_file_for
 from aml_airflow_provider.uris import DatastoreUri
 
 if TYPE_CHECKING:
@@ -335,9 +336,11 @@ class StepRun:
         reader = self._record_reader()
         folder = Path(output_directory or ".")
         names = [n for n in reader.file_names() if prefix is None or n.startswith(prefix.removeprefix("./"))]
-        for name in names:
-            reader.download(name, folder / name)
-        return [str(folder / n) for n in names]
+        # Names come from a listing of the datastore: each must stay inside the folder asked for.
+        targets = [local_file_for(folder, n, source=f"the files of step run '{self.name}'") for n in names]
+        for name, target in zip(names, targets, strict=True):
+            reader.download(name, target)
+        return [str(t) for t in targets]
 
     def get_job_log(self) -> str:
         """The driver log: what the script printed, after v1's argument-expansion lines."""

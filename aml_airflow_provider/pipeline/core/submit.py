@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from aml_airflow_provider.dagfile import DagDocument
 from aml_airflow_provider.exceptions import PipelineParameterError
-from aml_airflow_provider.parameters import resolve_parameter_values
+from aml_airflow_provider.parameters import resolve_parameter_values, run_tags
 from aml_airflow_provider.spec import REGENERATE_PARAM, TAGS_CONF_KEY, PipelineSpec
 from aml_airflow_provider.uris import DatastoreUri
 
@@ -55,7 +55,7 @@ def submit_pipeline(
                     f"'{workspace.name}'."
                 )
     if tags:
-        conf[TAGS_CONF_KEY] = {str(k): str(v) for k, v in tags.items()}
+        conf[TAGS_CONF_KEY] = run_tags(tags)
     if regenerate_outputs:
         conf[REGENERATE_PARAM] = True
     deployment = workspace._deployment

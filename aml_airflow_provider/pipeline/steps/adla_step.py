@@ -11,7 +11,12 @@ from aml_airflow_provider.core.compute import AdlaCompute, ComputeTarget
 from aml_airflow_provider.exceptions import ScriptNotFoundError, StepDefinitionError
 from aml_airflow_provider.pipeline.core.builder import PipelineStep, StepContext
 from aml_airflow_provider.pipeline.core.graph import PipelineParameter
-from aml_airflow_provider.pipeline.steps.python_script_step import _check_script_name, check_script, warn_hash_paths
+from aml_airflow_provider.pipeline.steps.python_script_step import (
+    _check_script_name,
+    check_script,
+    source_folder,
+    warn_hash_paths,
+)
 
 if TYPE_CHECKING:
     from aml_airflow_provider.spec import StepSpec
@@ -102,7 +107,7 @@ class AdlaStep(PipelineStep):
                 )
         if not isinstance(allow_reuse, bool):
             raise StepDefinitionError(f"{where}: allow_reuse must be True or False.")
-        self.source_directory = Path(source_directory).resolve() if source_directory is not None else None
+        self.source_directory = source_folder(source_directory, str(step_name))
         warn_hash_paths(hash_paths)
         self.compute_target = compute_target
         self.allow_reuse = allow_reuse

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aml_airflow_provider.core.compute import (
@@ -25,7 +24,12 @@ from aml_airflow_provider.core.runconfig import RunConfiguration
 from aml_airflow_provider.exceptions import ScriptNotFoundError, StepDefinitionError
 from aml_airflow_provider.pipeline.core.builder import PipelineStep, StepContext
 from aml_airflow_provider.pipeline.core.graph import PipelineParameter
-from aml_airflow_provider.pipeline.steps.python_script_step import _check_script_name, check_script, warn_hash_paths
+from aml_airflow_provider.pipeline.steps.python_script_step import (
+    _check_script_name,
+    check_script,
+    source_folder,
+    warn_hash_paths,
+)
 
 if TYPE_CHECKING:
     from aml_airflow_provider.spec import StepSpec
@@ -239,7 +243,7 @@ class DatabricksStep(PipelineStep):
         task: dict[str, Any] = {"kind": kind, "target": value}
         if kind == "python_script_name":
             task["target"] = _check_script_name(value, given["name"])
-            source = Path(given["source_directory"]).resolve()
+            source = source_folder(given["source_directory"], str(given["name"]))
             check_script(source, task["target"], str(given["name"]), "python_script_name")
             task["source_directory"] = source
         return task

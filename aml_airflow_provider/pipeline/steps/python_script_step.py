@@ -28,6 +28,18 @@ def _check_script_name(script_name: object, step: str) -> str:
     return script_name
 
 
+def source_folder(source_directory: object, step: str) -> Path | None:
+    """``source_directory`` as an absolute path; raise :class:`StepDefinitionError` if it cannot name a folder."""
+    if source_directory is None:
+        return None
+    if not isinstance(source_directory, str | os.PathLike) or "\x00" in str(os.fspath(source_directory)):
+        # No file system allows a NUL byte; without this check Python raises a bare ValueError.
+        raise StepDefinitionError(
+            f"Step '{step}': source_directory {source_directory!r} must be a folder path (text without NUL bytes)."
+        )
+    return Path(source_directory).resolve()
+
+
 def check_script(source_directory: Path, script: str, step_name: str, argument: str = "script_name") -> None:
     """Raise :class:`ScriptNotFoundError` unless ``script`` is a file in ``source_directory``.
 
@@ -115,7 +127,7 @@ class PythonScriptStep(PipelineStep):
             )
         if not isinstance(allow_reuse, bool):
             raise StepDefinitionError(f"{where}: allow_reuse must be True or False.")
-        self.source_directory = Path(source_directory).resolve() if source_directory is not None else None
+        self.source_directory = source_folder(source_directory, str(step_name))
         if self.source_directory is not None:
             self._check_script(self.source_directory, str(step_name))
         self._compute = compute_name(
