@@ -82,8 +82,9 @@ class SharedBaseMeta(type(BaseOperator)):
     Airflow wraps the ``__init__`` of every operator class that defines one, and each wrapper deep-copies
     the DAG's params and walks the arguments: through ``PythonScriptStepOperator`` → ``AmlStepOperator``
     → ``BaseOperator`` a task paid that three times. A class that sets ``_shared_base = True`` in its body
-    keeps a plain ``__init__``; a class below it gets one wrapper, whose signature lists the shared bases'
-    arguments too, so ``default_args`` still fill them (``default_args={"workspace": ...}``).
+    keeps a plain ``__init__`` (and ``AmlStepOperator`` calls ``BaseOperator``'s unwrapped); a class below
+    it gets the one wrapper, whose signature lists the shared bases' and ``BaseOperator``'s arguments, so
+    ``default_args`` still fill them all (``default_args={"workspace": ..., "retries": ...}``).
     """
 
     def __new__(mcs, name: str, bases: tuple[type, ...], namespace: dict[str, Any], **kwargs: Any):
@@ -116,12 +117,10 @@ def set_plain_attributes(task: BaseOperator, **values: Any) -> None:
 
 
 def _merged_signature(cls: type) -> inspect.Signature:
-    """The keyword arguments of ``cls``'s ``__init__`` and of its shared bases' (not ``BaseOperator``'s)."""
+    """The keyword arguments of ``cls``'s ``__init__``, of its shared bases' and of ``BaseOperator``'s."""
     self_param = inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)
     merged: dict[str, inspect.Parameter] = {}
-    for klass in cls.__mro__:
-        if klass is BaseOperator:
-            break
+    for klass in cls.__mro__[: cls.__mro__.index(BaseOperator) + 1]:
         init = vars(klass).get("__init__")
         if init is None:
             continue
@@ -185,7 +184,8 @@ class AmlStepOperator(BaseOperator, metaclass=SharedBaseMeta):
         default_datastore: str | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        # The step operator's own wrapper has done what BaseOperator's would (see SharedBaseMeta).
+        BaseOperator.__init__.__wrapped__(self, **kwargs)
         set_plain_attributes(
             self,
             workspace=workspace,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -24,6 +25,26 @@ def local_subpath(base: Path, relative: str | None, *, what: str) -> Path:
     if rel.is_absolute() or ".." in rel.parts:
         raise UserErrorException(f"{what}: {relative!r} must be a relative path inside the step's working directory.")
     return base.joinpath(*rel.parts)
+
+
+def links_out_of(folder: Path) -> list[tuple[str, str]]:
+    """The symbolic links at or under ``folder`` that lead outside it (or nowhere): ``(link, target)``.
+
+    Publishing reads through links, so a link to ``/etc`` or ``~/.ssh`` written by a script (or by a
+    container, which sees only its mounts but leaves links to the worker's paths) would upload the
+    worker's files.
+    """
+    root = os.path.realpath(folder)
+    found = []
+    candidates = [str(folder)]
+    for dirpath, dirnames, filenames in os.walk(folder):  # does not descend into linked folders
+        candidates += [os.path.join(dirpath, n) for n in (*dirnames, *filenames)]
+    for path in candidates:
+        if os.path.islink(path):
+            target = os.path.realpath(path)
+            if not os.path.exists(target) or os.path.commonpath([root, target]) != root:
+                found.append((os.path.relpath(path, folder), os.readlink(path)))
+    return found
 
 
 @dataclass
@@ -133,6 +154,17 @@ class StepData:
     def publish(self) -> dict[str, str]:
         """Publish every output (and upload-mode inputs); return output name -> ``azureml://`` URI."""
         uris: dict[str, str] = {}
+        # Every output is checked before any is published: a refused one must not leave the others half-handed-on.
+        for what, local in [
+            *((f"output '{o.name}'", o.local) for o in self._outputs),
+            *((f"input '{u.name}' (upload mode)", u.local) for u in self._uploads),
+        ]:
+            if os.path.lexists(local) and (links := links_out_of(local)):
+                shown = ", ".join(f"{link!r} -> {target!r}" for link, target in links[:5])
+                raise UserErrorException(
+                    f"The script left symbolic links in {what} that lead outside it or nowhere: {shown}. Publishing "
+                    "would copy what they point at: write the files themselves, or links within the output."
+                )
         for out in self._outputs:
             if not out.local.exists():
                 self.log.warning("The script wrote nothing to output '%s'; it is published empty.", out.name)
