@@ -69,6 +69,19 @@ def hidden_leftovers(root: Path) -> list[str]:
     return found
 
 
+def runs_whole_after_freeing(filler: Path, experiment, pipeline, root: Path, size: int):
+    """Free the disk and submit again: the step runs (nothing of the failed run is reused) and its output
+    is whole. The run and the output's reference."""
+    filler.unlink()
+    ok = experiment.submit(pipeline())
+    assert ok.wait_for_completion(show_output=False) == "Finished"
+    step = ok.find_step_run("writer")[0]
+    assert not step.is_reused
+    ref = step.get_output_data("out")
+    assert sha256((root / ref.path_on_datastore / "data.bin").read_bytes()) == sha256(payload(size))
+    return ok, ref
+
+
 def index_entries(root: Path) -> dict[str, dict]:
     """Every reuse-index entry on the datastore, parsed (a corrupted one fails the JSON parse)."""
     index = root / REUSE_ROOT
@@ -145,13 +158,7 @@ def test_a_step_output_bigger_than_the_free_space(workspace, small_store, tmpfs,
     assert not any(e["step_run"]["run_id"] == failed.id for e in index_entries(root).values())
 
     # Room again: the same step runs (nothing of the failed run is reused) and its output is whole.
-    filler.unlink()
-    ok = experiment.submit(pipeline())
-    assert ok.wait_for_completion(show_output=False) == "Finished"
-    step = ok.find_step_run("writer")[0]
-    assert not step.is_reused
-    ref = step.get_output_data("out")
-    assert sha256((root / ref.path_on_datastore / "data.bin").read_bytes()) == sha256(payload(4 * MiB))
+    runs_whole_after_freeing(filler, experiment, pipeline, root, 4 * MiB)
 
 
 def test_the_disk_filling_up_while_the_reuse_index_is_written(workspace, small_store, tmpfs, script_dir, capsys):
@@ -190,13 +197,7 @@ def test_the_disk_filling_up_while_the_reuse_index_is_written(workspace, small_s
 
     # Room again: the identical step runs (the output of the failed run, never recorded, is not
     # reused), records itself, and the next run reuses that.
-    filler.unlink()
-    ok = experiment.submit(pipeline())
-    assert ok.wait_for_completion(show_output=False) == "Finished"
-    step = ok.find_step_run("writer")[0]
-    assert not step.is_reused
-    ref = step.get_output_data("out")
-    assert sha256((root / ref.path_on_datastore / "data.bin").read_bytes()) == sha256(payload(MiB))
+    ok, ref = runs_whole_after_freeing(filler, experiment, pipeline, root, MiB)
     again = experiment.submit(pipeline())
     assert again.wait_for_completion(show_output=False) == "Finished"
     assert again.find_step_run("writer")[0].reused_run_id == f"{ok.id}.writer"
