@@ -8,7 +8,7 @@ import unicodedata
 from pathlib import PurePosixPath
 from typing import Any
 
-from aml_airflow_provider.exceptions import DataPathError, InvalidNameError
+from aml_airflow_provider.exceptions import DataPathError, InvalidNameError, UserErrorException
 
 #: Port names become the suffix of ``AZUREML_DATAREFERENCE_<name>``: v1's ``\w+``, kept to ASCII so
 #: the environment variable is portable.
@@ -64,13 +64,29 @@ def check_experiment_name(name: object) -> str:
     )
 
 
+def has_control_characters(text: str) -> bool:
+    """Whether ``text`` holds a control or format character (NUL, newline, tab, zero-width, bidi overrides...)."""
+    return any(unicodedata.category(ch).startswith("C") for ch in text)
+
+
+def check_description(value: object, what: str) -> str | None:
+    """A description: any text but NUL bytes, which PostgreSQL (Airflow's usual database) refuses to store.
+
+    :param what: the object it describes, for the message
+    :raises UserErrorException: ``value`` is not text, or holds a NUL byte
+    """
+    if value is not None and (not isinstance(value, str) or "\x00" in value):
+        raise UserErrorException(f"{what}: the description {value!r} must be text without NUL bytes.")
+    return value
+
+
 def check_step_name(name: object) -> str:
     """Step names are display names (any language), but not empty, huge, or with control characters."""
     if not isinstance(name, str) or not name.strip():
         raise InvalidNameError(f"Invalid step name {name!r}: give a non-empty string.")
     if len(name) > MAX_STEP_NAME:
         raise InvalidNameError(f"Invalid step name {name[:40]!r}...: longer than {MAX_STEP_NAME} characters.")
-    if any(unicodedata.category(ch).startswith("C") for ch in name):
+    if has_control_characters(name):
         raise InvalidNameError(f"Invalid step name {name!r}: it contains control characters.")
     return name
 
@@ -116,15 +132,15 @@ def normalize_datastore_path(path: object, *, what: str = "path_on_datastore") -
 def check_compute_path(path: Any, what: str) -> Any:
     """Return ``path`` if it is a path relative to a step's working directory, else raise :class:`DataPathError`.
 
-    The runtime refuses the same paths when the step runs; checking here makes the pipeline fail when
-    it is built, naming the port, rather than minutes later on a worker.
+    Checked when the pipeline is built (naming the port) and again by the runtime, for tasks of
+    hand-written DAGs (:func:`~aml_airflow_provider.runtime.data.local_subpath`).
 
     :param what: the argument and the object it belongs to, for the message
     """
     if path is None or path == "":
         return path  # the working directory itself (the runtime's default)
     if not isinstance(path, str):
-        raise DataPathError(f"{what}: {path!r} must be a path relative to the step's working directory.")
+        raise DataPathError(f"{what}: {path!r} must be a relative path inside the step's working directory.")
     if "\x00" in path:
         raise DataPathError(f"{what}: {path!r} contains a NUL byte.")
     if len(path) > MAX_PATH:
@@ -132,7 +148,7 @@ def check_compute_path(path: Any, what: str) -> Any:
     parts = PurePosixPath(path.replace("\\", "/"))
     if parts.is_absolute() or ".." in parts.parts:
         raise DataPathError(
-            f"{what}: {path!r} must be a path relative to the step's working directory, without '..' "
+            f"{what}: {path!r} must be a relative path inside the step's working directory, without '..' "
             "(a step may only read and write inside its own folder)."
         )
     return path

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from aml_airflow_provider.exceptions import InvalidNameError
 from aml_airflow_provider.spec import PipelineSpec
 
 if TYPE_CHECKING:
@@ -94,6 +95,19 @@ def check_dag_id(dag_id: str) -> str:
     if not isinstance(dag_id, str) or not DAG_ID_RE.fullmatch(dag_id):
         raise ValueError(f"Invalid dag_id {dag_id!r}: use 1-250 ASCII letters, digits, '_', '.' or '-'.")
     return dag_id
+
+
+def check_endpoint_name(name: object) -> str:
+    """Return ``name`` if it can name a pipeline endpoint (it is part of the endpoint's URL and file name).
+
+    :raises InvalidNameError: it cannot
+    """
+    if not isinstance(name, str) or not ENDPOINT_NAME_RE.fullmatch(name):
+        raise InvalidNameError(
+            f"Invalid pipeline endpoint name {name!r}: use 1-200 ASCII letters, digits, '_', '.' or '-' "
+            "(it is part of the endpoint's URL)."
+        )
+    return name
 
 
 def _write_atomically(path: Path, text: str) -> None:
@@ -189,9 +203,7 @@ class Catalog:
         return [d for d in documents if kind is None or d.kind == kind]
 
     def _endpoint_file(self, name: str) -> Path:
-        if not ENDPOINT_NAME_RE.fullmatch(name):
-            raise ValueError(f"Invalid pipeline endpoint name {name!r}: use ASCII letters, digits, '_', '.' or '-'.")
-        return self.folder / ENDPOINTS_DIR / f"{name}.json"
+        return self.folder / ENDPOINTS_DIR / f"{check_endpoint_name(name)}.json"
 
     def write_endpoint(self, name: str, document: Mapping[str, Any]) -> None:
         path = self._endpoint_file(name)

@@ -168,6 +168,13 @@ class AmlStepOperator(BaseOperator, metaclass=SharedBaseMeta):
     #: Whether the step can run in a Docker container (a ``DockerCompute``; takes a ``container`` argument).
     runs_in_containers: ClassVar[bool] = False
     _shared_base: ClassVar[bool] = True
+    # Set in __init__ (see set_plain_attributes).
+    _backends: dict[str, DatastoreBackend]
+    _process: Any
+    #: The facts each upstream step pushed, pulled once per task instance: ``(ti, {task_id: facts})``.
+    _pulled_facts: tuple[Any, dict[str, dict[str, Any]]] | None
+    #: ``((dag_id, run_id, task_id, map_index), facts)`` of the last step run pushed from here.
+    step_run_facts: tuple[tuple[Any, ...], dict[str, Any]] | None
 
     def __init__(
         self,
@@ -203,11 +210,6 @@ class AmlStepOperator(BaseOperator, metaclass=SharedBaseMeta):
             _pulled_facts=None,
             step_run_facts=None,
         )
-        self._backends: dict[str, DatastoreBackend]
-        self._process: Any
-        self._pulled_facts: tuple[Any, dict[str, dict[str, Any]]] | None
-        #: ``((dag_id, run_id, task_id, map_index), facts)`` of the last step run pushed from here.
-        self.step_run_facts: tuple[tuple[Any, ...], dict[str, Any]] | None
 
     # -- building from a spec ---------------------------------------------------------------------
     @classmethod

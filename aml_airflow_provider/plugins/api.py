@@ -15,7 +15,6 @@ submit its pipeline, to edit it to publish, and to read it to see it.
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
@@ -28,8 +27,9 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from aml_airflow_provider import __version__
-from aml_airflow_provider.dagfile import ENDPOINT_NAME_RE, Catalog, DagDocument, check_dag_id
-from aml_airflow_provider.exceptions import UserErrorException
+from aml_airflow_provider._names import check_description, has_control_characters
+from aml_airflow_provider.dagfile import Catalog, DagDocument, check_dag_id, check_endpoint_name
+from aml_airflow_provider.exceptions import InvalidNameError, UserErrorException
 from aml_airflow_provider.plugins import pages
 
 app = FastAPI(
@@ -93,15 +93,16 @@ def _bad(message: str) -> HTTPException:
     return HTTPException(status.HTTP_400_BAD_REQUEST, message)
 
 
-def _checked_dag_id(dag_id: str) -> str:
+def _checked(check: Any, *args: Any) -> Any:
+    """``check(*args)``, its ``ValueError`` (an invalid name or text) answered with a 400 that says why."""
     try:
-        return check_dag_id(dag_id)
+        return check(*args)
     except ValueError as exc:
         raise _bad(str(exc)) from None
 
 
-def _has_control_characters(text: str) -> bool:
-    return any(unicodedata.category(ch).startswith("C") for ch in text)
+def _checked_dag_id(dag_id: str) -> str:
+    return _checked(check_dag_id, dag_id)
 
 
 def check_document(dag_id: str, body: DagBody) -> DagDocument:
@@ -111,7 +112,7 @@ def check_document(dag_id: str, body: DagBody) -> DagDocument:
     DAG processor, the Pipelines page or the submit routes for every user.
     """
     _checked_dag_id(dag_id)
-    if not body.title.strip() or len(body.title) > 1000 or _has_control_characters(body.title):
+    if not body.title.strip() or len(body.title) > 1000 or has_control_characters(body.title):
         raise _bad("title: give 1-1000 characters without control characters (it heads the DAG file).")
     # The server computes the spec's fingerprint itself: a client must not choose it.
     data = {k: v for k, v in body.document.items() if k != "fingerprint"}
@@ -128,9 +129,7 @@ def check_document(dag_id: str, body: DagBody) -> DagDocument:
     tags = dag_kwargs.get("tags", [])
     if not isinstance(tags, list) or not all(isinstance(t, str) and t and "\x00" not in t for t in tags):
         raise _bad("document.dag_kwargs.tags must be a list of non-empty strings.")
-    description = dag_kwargs.get("description")
-    if description is not None and (not isinstance(description, str) or "\x00" in description):
-        raise _bad("document.dag_kwargs.description must be text without NUL bytes.")
+    _checked(check_description, dag_kwargs.get("description"), "document.dag_kwargs")
     pipeline = data.get("pipeline")
     if kind == "schedule" and pipeline is not None:
         raise _bad("document.pipeline: a schedule document has no pipeline spec (it runs a published pipeline).")
@@ -183,7 +182,10 @@ _VERSION_RE = re.compile(r"[0-9]{1,9}")
 
 def _read_endpoint(name: str) -> dict[str, Any]:
     """The endpoint's document, or 404 (a name that breaks the naming rule cannot exist)."""
-    document = catalog().read_endpoint(name) if ENDPOINT_NAME_RE.fullmatch(name) else None
+    try:
+        document = catalog().read_endpoint(name)
+    except InvalidNameError:
+        document = None
     if document is None:
         raise HTTPException(404, f"No pipeline endpoint {name!r}.")
     return document
@@ -191,8 +193,7 @@ def _read_endpoint(name: str) -> dict[str, Any]:
 
 @app.put("/endpoints/{name}", summary="Write a pipeline endpoint")
 def put_endpoint(name: str, user: GetUserDep, document: Annotated[dict[str, Any], Body()]) -> dict[str, str]:
-    if not ENDPOINT_NAME_RE.fullmatch(name):
-        raise _bad(f"Invalid pipeline endpoint name {name!r}: use 1-200 ASCII letters, digits, '_', '.' or '-'.")
+    _checked(check_endpoint_name, name)
     versions = document.get("versions")
     if (
         not isinstance(versions, Mapping)
@@ -279,9 +280,8 @@ def submit_document(document: DagDocument, body: SubmitBody, user: Any) -> dict[
         raise HTTPException(
             400, "DataSetDefinitionValueAssignments: datasets are not supported; use DataPath parameters."
         )
-    if body.Description is not None and "\x00" in body.Description:
-        # It becomes the run's note, and PostgreSQL refuses NUL bytes in text.
-        raise HTTPException(400, "Description: text without NUL bytes.")
+    # It becomes the run's note, and PostgreSQL refuses NUL bytes in text.
+    _checked(check_description, body.Description, "Description")
     assert document.spec is not None
     values: dict[str, Any] = dict(body.ParameterAssignments)
     values.update({name: dp.model_dump() for name, dp in body.DataPathAssignments.items()})

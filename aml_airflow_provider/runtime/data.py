@@ -8,9 +8,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from aml_airflow_provider._names import check_compute_path
 from aml_airflow_provider.exceptions import DatastoreError, UserErrorException
 from aml_airflow_provider.spec import InputSpec, OutputSpec
-from aml_airflow_provider.storage.base import DatastoreBackend, remove_path
+from aml_airflow_provider.storage.base import DatastoreBackend, remove_path, resolved_inside
 from aml_airflow_provider.uris import DatastoreUri
 
 #: Below this many free bytes a datastore's disk counts as full (see :meth:`StepData.full_disk_note`).
@@ -19,12 +20,9 @@ FULL_DISK_BYTES = 1024 * 1024
 
 def local_subpath(base: Path, relative: str | None, *, what: str) -> Path:
     """``base / relative``, refusing absolute paths and ``..`` (a step may only write inside its folder)."""
-    if not relative:
+    if not check_compute_path(relative, what):
         return base
-    rel = PurePosixPath(relative.replace("\\", "/"))
-    if rel.is_absolute() or ".." in rel.parts:
-        raise UserErrorException(f"{what}: {relative!r} must be a relative path inside the step's working directory.")
-    return base.joinpath(*rel.parts)
+    return base.joinpath(*PurePosixPath(relative.replace("\\", "/")).parts)
 
 
 def links_out_of(folder: Path) -> list[tuple[str, str]]:
@@ -34,17 +32,15 @@ def links_out_of(folder: Path) -> list[tuple[str, str]]:
     container, which sees only its mounts but leaves links to the worker's paths) would upload the
     worker's files.
     """
-    root = os.path.realpath(folder)
-    found = []
-    candidates = [str(folder)]
+    real_root = Path(os.path.realpath(folder))
+    candidates = [Path(folder)]
     for dirpath, dirnames, filenames in os.walk(folder):  # does not descend into linked folders
-        candidates += [os.path.join(dirpath, n) for n in (*dirnames, *filenames)]
-    for path in candidates:
-        if os.path.islink(path):
-            target = os.path.realpath(path)
-            if not os.path.exists(target) or os.path.commonpath([root, target]) != root:
-                found.append((os.path.relpath(path, folder), os.readlink(path)))
-    return found
+        candidates += [Path(dirpath, n) for n in (*dirnames, *filenames)]
+    return [
+        (os.path.relpath(path, folder), os.readlink(path))
+        for path in candidates
+        if path.is_symlink() and resolved_inside(path, real_root) is None
+    ]
 
 
 @dataclass

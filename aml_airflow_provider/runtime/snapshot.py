@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aml_airflow_provider.exceptions import DatastoreError, SnapshotTooLargeError, UserErrorException
-from aml_airflow_provider.storage.base import DatastoreBackend, local_file_for
+from aml_airflow_provider.storage.base import DatastoreBackend, local_file_for, resolved_inside
 
 log = logging.getLogger(__name__)
 
@@ -121,19 +121,18 @@ def _linked_inside(root: Path, real_root: Path, path: Path, rel: str) -> Path | 
     A snapshot holds the source directory's files only: a link to ``~/.ssh`` or ``/etc`` must not pull
     the worker's files into it (and onto the datastore). A link to a file or folder inside is kept.
     """
-    try:
-        real = path.resolve(strict=True)
-    except (OSError, RuntimeError):  # dangling, or a loop of links
+    real = resolved_inside(path, real_root)
+    if real is not None:
+        return real
+    if not path.exists():
         log.warning("Source directory %s: leaving out %s, a symbolic link that leads nowhere.", root, rel)
-        return None
-    if path.is_symlink() and not real.is_relative_to(real_root):
+    else:
         log.warning(
             "Source directory %s: leaving out %s, a symbolic link to %s, outside the source directory (a "
             "snapshot holds only files inside it; copy what the step needs into the folder).",
-            root, rel, real,
+            root, rel, path.resolve(),
         )  # fmt: skip
-        return None
-    return real
+    return None
 
 
 def _kept_files(source_directory: Path) -> list[tuple[str, Path, os.stat_result]]:

@@ -328,6 +328,16 @@ def local_file_for(folder: Path, name: str, *, source: str) -> Path:
     return folder.joinpath(*parts)
 
 
+def resolved_inside(path: Path, real_root: Path) -> Path | None:
+    """``path`` with every symbolic link resolved, if that exists and is inside ``real_root`` (itself
+    resolved); ``None`` for a link that leads outside, nowhere, or round in a loop."""
+    try:
+        real = path.resolve(strict=True)
+    except (OSError, RuntimeError):  # dangling, or a loop of links
+        return None
+    return real if real.is_relative_to(real_root) else None
+
+
 def new_temp_name(prefix: str = ".aml-tmp-") -> str:
     return f"{prefix}{uuid.uuid4().hex}"
 

@@ -1,4 +1,4 @@
-"""Shared by the fault tests: an Azurite of their own (that they stop), a fault injected from a
+"""Shared by the fault tests: an Azurite they may stop, a fault injected from a
 background thread while a pipeline runs, and a small tmpfs for a full disk."""
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ import shutil
 import subprocess
 import tempfile
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -18,10 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.azurite import Azurite, running_azurite
-
-#: Hang guard for one wait in a fault test (not a performance limit).
-HANG_GUARD = 300.0
+from tests.support.azurite import Azurite
+from tests.support.waiting import HANG_GUARD
 
 #: A step script: the sha256 of every file under its input, as JSON, in its output.
 DIGEST = """
@@ -47,30 +44,6 @@ def content(seed: str, index: int, size: int) -> bytes:
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def wait_until(
-    what: str,
-    predicate: Callable[[], object],
-    *,
-    interval: float = 0.01,
-    give_up: threading.Event | None = None,
-    timeout: float = HANG_GUARD,
-):
-    """Poll ``predicate`` until it returns something true, and return that.
-
-    :param give_up: once set, fail at once (the pipeline run ended before ``what`` happened)
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if give_up is not None and give_up.is_set():
-            raise AssertionError(f"The run ended before {what}: the fault was not injected.")
-        if time.monotonic() > deadline:
-            raise AssertionError(f"Timed out waiting for {what}")
-        time.sleep(interval)
 
 
 class FaultThread(threading.Thread):
@@ -135,11 +108,10 @@ def complete_files(folder: Path) -> int:
         return 0
 
 
-@pytest.fixture(scope="session")
-def fault_azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
-    """An Azurite that only the fault tests use, so they can stop it without disturbing the session's."""
-    with running_azurite(tmp_path_factory.mktemp("fault-azurite")) as server:
-        yield server
+@pytest.fixture
+def fault_azurite(azurite_two_accounts: Azurite) -> Azurite:
+    """The session's second Azurite, the one tests may stop (the session's ``azurite`` stays up)."""
+    return azurite_two_accounts
 
 
 @pytest.fixture

@@ -29,8 +29,8 @@ from tests.faults.conftest import (
     fault_during,
     sha256,
     step_work_dirs,
-    wait_until,
 )
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -52,16 +52,30 @@ print("produced", {FILES}, "files")
 """
 
 
-def manifest_of(store, step_run, output: str, tmp_path: Path) -> dict[str, str]:
-    """The manifest a DIGEST step wrote to ``output``."""
-    ref = step_run.get_output_data(output)
+def digest_step(name: str, source, store, script_dir: Path) -> PythonScriptStep:
+    """A DIGEST step reading ``source``: its output ``digested`` (on ``store``) holds the manifest."""
+    (script_dir / "digest.py").write_text(DIGEST)
+    digested = PipelineData("digested", datastore=store)
+    return PythonScriptStep(
+        "digest.py",
+        name=name,
+        arguments=[source, digested],
+        inputs=[source],
+        outputs=[digested],
+        source_directory=script_dir,
+        allow_reuse=False,
+    )
+
+
+def manifest_of(step_run, tmp_path: Path) -> dict[str, str]:
+    """The manifest a :func:`digest_step` wrote to its output."""
+    ref = step_run.get_output_data("digested")
     target = tmp_path / f"got-{step_run.name}"
     ref.download(str(target), overwrite=True, show_progress=False)
     return json.loads((target / ref.path_on_datastore / "manifest.json").read_text())
 
 
 def test_outage_during_an_input_download_is_ridden_out(workspace, fault_azurite, fault_store, script_dir, tmp_path):
-    (script_dir / "digest.py").write_text(DIGEST)
     data = tmp_path / "raw"
     data.mkdir()
     expected = {}
@@ -72,16 +86,7 @@ def test_outage_during_an_input_download_is_ridden_out(workspace, fault_azurite,
     fault_store.upload(str(data), target_path="outage/raw", overwrite=True, show_progress=False)
 
     raw = DataReference(fault_store, "raw", "outage/raw", mode="download")
-    digested = PipelineData("digested", datastore=fault_store)
-    step = PythonScriptStep(
-        "digest.py",
-        name="digest_during_outage",
-        arguments=[raw, digested],
-        inputs=[raw],
-        outputs=[digested],
-        source_directory=script_dir,
-        allow_reuse=False,
-    )
+    step = digest_step("digest_during_outage", raw, fault_store, script_dir)
     started = time.time() - 1
 
     def outage(run_ended: threading.Event) -> dict[str, int]:
@@ -108,14 +113,12 @@ def test_outage_during_an_input_download_is_ridden_out(workspace, fault_azurite,
     assert 0 < seen["at_stop"] < FILES and seen["before_restart"] < FILES, seen
     assert run.wait_for_completion(show_output=False) == "Finished"
     # The script saw every input file, each complete and intact.
-    assert manifest_of(fault_store, run.find_step_run("digest_during_outage")[0], "digested", tmp_path) == expected
+    assert manifest_of(run.find_step_run("digest_during_outage")[0], tmp_path) == expected
 
 
 def test_outage_during_an_output_upload_is_ridden_out(workspace, fault_azurite, fault_store, script_dir, tmp_path):
     (script_dir / "produce.py").write_text(PRODUCE)
-    (script_dir / "digest.py").write_text(DIGEST)
     parts = PipelineData("parts", datastore=fault_store)
-    digested = PipelineData("digested", datastore=fault_store)
     produce = PythonScriptStep(
         "produce.py",
         name="produce_during_outage",
@@ -124,15 +127,7 @@ def test_outage_during_an_output_upload_is_ridden_out(workspace, fault_azurite, 
         source_directory=script_dir,
         allow_reuse=False,
     )
-    consume = PythonScriptStep(
-        "digest.py",
-        name="consume_after_outage",
-        arguments=[parts, digested],
-        inputs=[parts],
-        outputs=[digested],
-        source_directory=script_dir,
-        allow_reuse=False,
-    )
+    consume = digest_step("consume_after_outage", parts, fault_store, script_dir)
     experiment = Experiment(workspace, "faults_outage_upload")
     index = Path(workspace.get_default_datastore().root) / REUSE_ROOT / "steps" / experiment.dag_id
 
@@ -174,7 +169,7 @@ def test_outage_during_an_output_upload_is_ridden_out(workspace, fault_azurite, 
     assert run.wait_for_completion(show_output=False) == "Finished"
     expected = {f"part-{i:04d}.bin": sha256(content("produced", i, SIZE)) for i in range(FILES)}
     # The consumer read the whole output, every file intact ...
-    assert manifest_of(fault_store, run.find_step_run("consume_after_outage")[0], "digested", tmp_path) == expected
+    assert manifest_of(run.find_step_run("consume_after_outage")[0], tmp_path) == expected
     # ... and the output holds exactly those files: nothing of the interrupted upload is left over.
     ref = run.find_step_run("produce_during_outage")[0].get_output_data("parts")
     target = tmp_path / "parts"

@@ -95,7 +95,6 @@ def test_a_step_with_pip_packages_runs_in_a_virtualenv_built_once(
 
 
 def test_steps_without_packages_run_in_the_workers_python(workspace, connections, script_dir, venv_root):
-    (script_dir / "where.py").write_text(WHERE_AM_I)
     with pytest.raises(StepRunError, match="No module named 'inflection'"):
         run_step(workspace, script_dir, "plain", environment())
     assert not venv_root.exists()

@@ -41,7 +41,7 @@ from aml_airflow_provider.exceptions import ActivityFailedException, UserErrorEx
 from aml_airflow_provider.pipeline.core import Pipeline, PipelineData, PipelineParameter, PipelineRun
 from aml_airflow_provider.pipeline.steps import AdlaStep, DatabricksStep, DataTransferStep, PythonScriptStep
 from tests.support.adla_server import AdlaServer
-from tests.support.azurite import AZURITE_BIN, Azurite, _free_port
+from tests.support.azurite import Azurite, running_azurite
 from tests.support.databricks_server import DatabricksServer
 from tests.support.docker_server import DockerEngineStandIn
 
@@ -153,12 +153,8 @@ def exception_text(exc: BaseException | None) -> str:
 @pytest.fixture(scope="module")
 def canary_azurite(tmp_path_factory) -> Iterator[Azurite]:
     """An Azurite of its own whose only storage account has the canary key."""
-    server = Azurite(AZURITE_BIN, tmp_path_factory.mktemp("canary-azurite"), _free_port(), {ACCOUNT: ACCOUNT_KEY})
-    server.start()
-    try:
+    with running_azurite(tmp_path_factory.mktemp("canary-azurite"), {ACCOUNT: ACCOUNT_KEY}) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def container_sas(azurite: Azurite, container: str) -> str:

@@ -64,6 +64,11 @@ def markers(tmp_path) -> Path:
     return folder
 
 
+def submit(workspace, experiment: str, steps: list, **parameters: str):
+    """Run ``steps`` as a pipeline of ``experiment``, with ``parameters`` given at submit; the run."""
+    return Experiment(workspace, experiment).submit(Pipeline(workspace, steps), pipeline_parameters=parameters)
+
+
 def seen_by(run, step: str, output: str, tmp_path: Path) -> dict:
     ref = run.find_step_run(step)[0].get_output_data(output)
     ref.download(str(tmp_path / "download"), overwrite=True, show_progress=False)
@@ -86,9 +91,7 @@ def test_python_step_arguments_and_parameters_arrive_literally(workspace, script
         allow_reuse=False,
     )
     at_submit = f"`touch {markers}/submitted`; rm -rf {markers}/keep; echo *"
-    run = Experiment(workspace, "shell_literal").submit(
-        Pipeline(workspace, [step]), pipeline_parameters={"at_submit": at_submit}
-    )
+    run = submit(workspace, "shell_literal", [step], at_submit=at_submit)
     assert run.wait_for_completion(show_output=False) == "Finished"
 
     seen = seen_by(run, "record", "seen", tmp_path)
@@ -119,9 +122,7 @@ def test_docker_container_command_is_the_literal_argument_list(workspace, script
             allow_reuse=False,
         )
         at_submit = f"$(touch {markers}/container) `id`"
-        run = Experiment(workspace, "shell_literal_docker").submit(
-            Pipeline(workspace, [step]), pipeline_parameters={"in_container": at_submit}
-        )
+        run = submit(workspace, "shell_literal_docker", [step], in_container=at_submit)
         assert run.wait_for_completion(show_output=False) == "Finished"
         (container,) = engine.containers.values()
     create = container["create"]
@@ -170,9 +171,7 @@ def test_databricks_and_adla_jobs_receive_the_literal_values(
             ),
         ]  # fmt: skip
         label = f"$(touch {markers}/label) `id` *"
-        run = Experiment(workspace, "shell_literal_remote").submit(
-            Pipeline(workspace, steps), pipeline_parameters={"label": label}
-        )
+        run = submit(workspace, "shell_literal_remote", steps, label=label)
         statuses = {s.name: s.get_status() for s in run.get_steps()}
         payloads = {p["run_name"]: p["tasks"][0] for p in dbx.submitted()}
         (job,) = adla.submitted()
@@ -234,9 +233,7 @@ def test_local_spark_script_and_notebook_receive_the_literal_values(workspace, s
         ),
     ]
     label = f"$(touch {markers}/spark) `id` *"
-    run = Experiment(workspace, "shell_literal_spark").submit(
-        Pipeline(workspace, steps), pipeline_parameters={"label": label}
-    )
+    run = submit(workspace, "shell_literal_spark", steps, label=label)
     try:
         assert run.wait_for_completion(show_output=False) == "Finished"
     finally:

@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import requests
 
 from aml_airflow_provider.core import Datastore, Workspace
 from aml_airflow_provider.core.authentication import AirflowAuthentication
@@ -79,6 +80,15 @@ def output_of(ws: Workspace, run: PipelineRun, tmp_path: Path) -> dict:
     target = tmp_path / "download"
     ref.download(str(target), overwrite=True, show_progress=False)
     return json.loads((target / ref.path_on_datastore / "result.json").read_text())
+
+
+def all_runs(server) -> set[tuple[str, str]]:
+    """Every DAG run on ``server``, as (dag_id, run_id), read with admin's token through Airflow's API."""
+    body = requests.get(
+        f"{server.url}/api/v2/dags/~/dagRuns", headers=server.headers(), params={"limit": 1000}, timeout=30
+    ).json()
+    assert body["total_entries"] == len(body["dag_runs"])  # all of them fit in one page
+    return {(r["dag_id"], r["dag_run_id"]) for r in body["dag_runs"]}
 
 
 def wait_run(ws: Workspace, run_id: str, timeout: float = 180) -> PipelineRun:

@@ -16,7 +16,7 @@ from aml_airflow_provider.core import Workspace
 from aml_airflow_provider.core.authentication import AirflowAuthentication
 from aml_airflow_provider.exceptions import WorkspaceException
 from aml_airflow_provider.pipeline.core import PublishedPipeline
-from tests.server.conftest import build
+from tests.server.conftest import all_runs, build
 from tests.support.airflow_server import PASSWORDS
 
 pytestmark = pytest.mark.server
@@ -55,15 +55,6 @@ def routes(base: str, published: PublishedPipeline, endpoint: str) -> list[tuple
         ("POST", f"{aml}/pipelines/{published.id}/submit", SUBMIT_BODY),
         ("POST", f"{aml}/endpoints/{endpoint}/submit", SUBMIT_BODY),
     ]
-
-
-def all_runs(server) -> set[tuple[str, str]]:
-    """Every DAG run on the server, as (dag_id, run_id), read with admin's token through Airflow's API."""
-    body = requests.get(
-        f"{server.url}/api/v2/dags/~/dagRuns", headers=server.headers(), params={"limit": 1000}, timeout=30
-    ).json()
-    assert body["total_entries"] == len(body["dag_runs"])  # all of them fit in one page
-    return {(r["dag_id"], r["dag_run_id"]) for r in body["dag_runs"]}
 
 
 @pytest.mark.parametrize("credentials", ["none", "bad token", "expired-looking token"])

@@ -9,22 +9,25 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from datetime import datetime
 from itertools import pairwise
 
 import pytest
 import requests
 
-from aml_airflow_provider.core import Datastore, Experiment, Workspace
+from aml_airflow_provider.core import Datastore, Experiment
 from aml_airflow_provider.core.compute import AmlCompute, ComputeTarget
 from aml_airflow_provider.deployment.celery import workers_on_queue
 from aml_airflow_provider.pipeline.core import Pipeline, PipelineData, PipelineRun
 from aml_airflow_provider.pipeline.steps import PythonScriptStep
-from tests.server.conftest import workspace_on
+from tests.server.conftest import wait_run, workspace_on
 from tests.support.airflow_server import REPO
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.server
+
+#: Hang guard for one pipeline run on the Celery deployment.
+RUN_TIMEOUT = 420
 
 
 @pytest.fixture(scope="module")
@@ -44,12 +47,6 @@ def task_instances(server, run: PipelineRun) -> dict[str, dict]:
     return {t["task_id"]: t for t in body["task_instances"]}
 
 
-def finished(ws: Workspace, run: PipelineRun, timeout: float = 420) -> PipelineRun:
-    again = PipelineRun.get(ws, run.id)
-    assert again.wait_for_completion(show_output=False, timeout_seconds=timeout) == "Finished"
-    return again
-
-
 def test_the_example_pipeline_fans_out_over_both_workers(cluster, tmp_path):
     ws, server, _ = cluster
     sys.path.insert(0, str(REPO / "dags"))
@@ -59,9 +56,8 @@ def test_the_example_pipeline_fans_out_over_both_workers(cluster, tmp_path):
         sys.path.remove(str(REPO / "dags"))
     upload_raw_data(ws)
 
-    run = finished(
-        ws, Experiment(ws, "Compare_Models_Exp").submit(build_pipeline(ws), pipeline_parameters={"pipeline_arg": 5})
-    )
+    submitted = Experiment(ws, "Compare_Models_Exp").submit(build_pipeline(ws), pipeline_parameters={"pipeline_arg": 5})
+    run = wait_run(ws, submitted.id, timeout=RUN_TIMEOUT)
 
     tis = task_instances(server, run)
     hosts = {task: ti["hostname"] for task, ti in tis.items()}
@@ -87,7 +83,7 @@ def test_a_cluster_of_one_node_serialises_its_steps_on_its_queue(cluster):
         for i in range(3)
     ]
 
-    run = finished(ws, Experiment(ws, "Serial_Exp").submit(Pipeline(ws, steps)))
+    run = wait_run(ws, Experiment(ws, "Serial_Exp").submit(Pipeline(ws, steps)).id, timeout=RUN_TIMEOUT)
 
     tis = task_instances(server, run)
     assert {(ti["queue"], ti["pool"]) for ti in tis.values()} == {("serial1", serial.pool)}
@@ -131,14 +127,11 @@ def test_a_killed_worker_s_step_finishes_on_the_other_after_a_retry(cluster, tmp
     )
     run = Experiment(ws, "Kill_Exp").submit(Pipeline(ws, [step]))
 
-    deadline = time.monotonic() + 300
-    while not any(markers.iterdir()):
-        assert time.monotonic() < deadline, "the step never started"
-        time.sleep(0.5)
+    wait_until("the step to start", lambda: any(markers.iterdir()), interval=0.5)
     victim = next(markers.iterdir()).name
     server.kill_worker(victim)
     try:
-        run = finished(ws, run)
+        run = wait_run(ws, run.id, timeout=RUN_TIMEOUT)
     finally:
         server.start_worker(victim)
 

@@ -24,6 +24,7 @@ from aml_airflow_provider.core import Datastore
 from aml_airflow_provider.data import DataPath, DataPathComputeBinding
 from aml_airflow_provider.pipeline.core import Pipeline, PipelineParameter
 from aml_airflow_provider.pipeline.steps import PythonScriptStep
+from tests.server.conftest import all_runs
 
 pytestmark = pytest.mark.server
 
@@ -62,14 +63,6 @@ def target(remote, airflow_server):
     return published, endpoint
 
 
-def all_runs(server, headers) -> set[tuple[str, str]]:
-    body = requests.get(
-        f"{server.url}/api/v2/dags/~/dagRuns", headers=headers, params={"limit": 1000}, timeout=30
-    ).json()
-    assert body["total_entries"] == len(body["dag_runs"])
-    return {(r["dag_id"], r["dag_run_id"]) for r in body["dag_runs"]}
-
-
 def test_fuzzed_requests_never_fail_the_server_nor_start_runs_when_refused(target, airflow_server):
     published, endpoint = target
     headers = airflow_server.headers()
@@ -80,7 +73,7 @@ def test_fuzzed_requests_never_fail_the_server_nor_start_runs_when_refused(targe
     real_ids = {"pipeline_id": published.id, "name": endpoint}
     started: set[str] = set()  # run ids that 2xx submissions answered with
     seen: dict[str, set[int]] = {}
-    runs_before = all_runs(airflow_server, headers)
+    runs_before = all_runs(airflow_server)
 
     operations = [result.ok() for result in schema.get_all_operations()]
     assert {op.path for op in operations} >= {*SUBMIT_PATHS, "/dags/{dag_id}", "/endpoints/{name}", "/pipelines"}
@@ -92,13 +85,13 @@ def test_fuzzed_requests_never_fail_the_server_nor_start_runs_when_refused(targe
             for key in case.path_parameters.keys() & real_ids.keys():
                 case.path_parameters[key] = real_ids[key]
         is_submit = operation.path in SUBMIT_PATHS
-        before = all_runs(airflow_server, headers) if is_submit else None
+        before = all_runs(airflow_server) if is_submit else None
         response = case.call(base_url=base_url, headers=headers, timeout=60)
         seen.setdefault(label, set()).add(response.status_code)
         case.validate_response(response, checks=[not_a_server_error])
         if before is None:
             return
-        new = all_runs(airflow_server, headers) - before
+        new = all_runs(airflow_server) - before
         if 200 <= response.status_code < 300:
             run_id = response.json()["Id"]
             assert new == {(published.dag_id, run_id)}, (label, case.body, new)
@@ -138,7 +131,7 @@ def test_fuzzed_requests_never_fail_the_server_nor_start_runs_when_refused(targe
     assert negative >= {"PUT /dags/{dag_id}", "PUT /endpoints/{name}", *(f"POST {p}" for p in SUBMIT_PATHS)}
 
     # Across every operation: the runs that exist now are those before plus those 2xx answers named.
-    assert all_runs(airflow_server, headers) - runs_before == {(published.dag_id, r) for r in started}
+    assert all_runs(airflow_server) - runs_before == {(published.dag_id, r) for r in started}
     # The fuzz reached our code: each submit route refused requests (4xx) and accepted some (2xx).
     for path in SUBMIT_PATHS:
         codes = seen[f"POST {path}"]
@@ -246,13 +239,13 @@ def test_requests_that_once_failed_the_endpoint_are_refused_with_a_reason(target
         path = path.replace(key, value)
         if body is not None:
             body = json.loads(json.dumps(body).replace(key, value))
-    before = all_runs(airflow_server, headers)
+    before = all_runs(airflow_server)
 
     response = requests.request(method, f"{airflow_server.url}/aml{path}", headers=headers, json=body, timeout=60)
 
     assert response.status_code in (400, 404), (response.status_code, response.text[:300])
     assert named in response.json()["detail"]
-    assert all_runs(airflow_server, headers) == before
+    assert all_runs(airflow_server) == before
     # Nothing was stored, and the page still answers.
     assert requests.get(f"{airflow_server.url}/aml/dags/fuzz_doc", headers=headers, timeout=30).status_code == 404
     assert requests.get(f"{airflow_server.url}/aml/ui/", headers=headers, timeout=30).status_code == 200

@@ -18,15 +18,18 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-import requests
 
 from aml_airflow_provider.core import Datastore, Experiment
 from aml_airflow_provider.core.compute import AdlaCompute, ComputeTarget, DatabricksCompute
+from aml_airflow_provider.deployment.base import TaskRecord
 from aml_airflow_provider.pipeline.core import Pipeline, PipelineData, PipelineParameter, PipelineRun
 from aml_airflow_provider.pipeline.steps import AdlaStep, DatabricksStep
 from tests.server.conftest import wait_run
 from tests.support.adla_server import AdlaServer
 from tests.support.databricks_server import DatabricksServer
+from tests.support.waiting import wait_until
+
+pytestmark = pytest.mark.server
 
 TOKEN = "adla-static-token-for-the-restart-test"
 USQL = 'OUTPUT (SELECT 1 AS one) TO "@@copied@@/one.csv" USING Outputters.Csv();\n'
@@ -36,22 +39,12 @@ DOWN_SECONDS = 3
 RESTARTED = ("scheduler", "triggerer")
 
 
-def _wait_for(what: str, check: Callable[[], Any], timeout: float = WAIT_SECONDS) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
+def _wait_for(what: str, check: Callable[[], Any]) -> Any:
+    return wait_until(what, check, interval=0.5, timeout=WAIT_SECONDS)
 
 
-def _task_states(server, dag_id: str, run_id: str) -> dict[str, dict[str, Any]]:
-    response = requests.get(
-        f"{server.url}/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances", headers=server.headers(), timeout=30
-    )
-    response.raise_for_status()
-    return {ti["task_id"]: ti for ti in response.json()["task_instances"]}
+def _task_states(ws, dag_id: str, run_id: str) -> dict[str, TaskRecord]:
+    return {t.task_id: t for t in ws._deployment.task_instances(dag_id, run_id)}
 
 
 def _dbx_polls(dbx: DatabricksServer, run_id: int, since: int = 0) -> list:
@@ -111,8 +104,8 @@ def test_remote_steps_resume_after_scheduler_and_triggerer_restart(remote, airfl
         score_task, copy_task = tasks["score"], tasks["copy.usql"]
 
         def both_deferred():
-            states = _task_states(airflow_server, experiment, submitted.id)
-            return all(states.get(t, {}).get("state") == "deferred" for t in (score_task, copy_task)) and states
+            states = _task_states(ws, experiment, submitted.id)
+            return all(getattr(states.get(t), "state", None) == "deferred" for t in (score_task, copy_task)) and states
 
         before = _wait_for("both steps to defer", both_deferred)
         assert len(dbx.submitted()) == 1 and len(adla.submitted()) == 1
@@ -138,8 +131,8 @@ def test_remote_steps_resume_after_scheduler_and_triggerer_restart(remote, airfl
             "the restarted triggerer to poll the same run and job",
             lambda: _dbx_polls(dbx, dbx_run_id, dbx_mark) and _adla_polls(adla, adla_job_id, adla_mark),
         )
-        during = _task_states(airflow_server, experiment, submitted.id)
-        assert {t: during[t]["state"] for t in (score_task, copy_task)} == {
+        during = _task_states(ws, experiment, submitted.id)
+        assert {t: during[t].state for t in (score_task, copy_task)} == {
             score_task: "deferred",
             copy_task: "deferred",
         }
@@ -154,11 +147,11 @@ def test_remote_steps_resume_after_scheduler_and_triggerer_restart(remote, airfl
         assert dbx.run(dbx_run_id)["state"]["result_state"] == "SUCCESS"
         assert adla.job(adla_job_id)["result"] == "Succeeded"
 
-        after = _task_states(airflow_server, experiment, submitted.id)
+        after = _task_states(ws, experiment, submitted.id)
         for task in (score_task, copy_task):
             # Resumed from the deferral (execute_complete), not run again from the start.
-            assert after[task]["state"] == "success"
-            assert after[task]["try_number"] == before[task]["try_number"]
+            assert after[task].state == "success"
+            assert after[task].try_number == before[task].try_number
 
         (score_run,) = run.find_step_run("score")
         xcoms = score_run._xcoms()

@@ -21,8 +21,8 @@ from aml_airflow_provider.deployment.celery import workers_on_queue
 from aml_airflow_provider.pipeline.core import Pipeline, PipelineData, PipelineRun
 from aml_airflow_provider.pipeline.steps import PythonScriptStep
 from aml_airflow_provider.runtime.reuse import REUSE_ROOT
-from tests.faults.conftest import wait_until
 from tests.server.conftest import workspace_on
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.server
 

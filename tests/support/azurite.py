@@ -169,14 +169,17 @@ class Azurite:
 
 
 @contextlib.contextmanager
-def running_azurite(workdir: Path) -> Iterator[Azurite]:
-    """An Azurite on a free port keeping its data in ``workdir``, stopped on exit."""
+def running_azurite(workdir: Path, accounts: Mapping[str, str] | None = None) -> Iterator[Azurite]:
+    """An Azurite on a free port keeping its data in ``workdir``, stopped on exit.
+
+    :param accounts: the storage accounts it serves (see :class:`Azurite`); ``None``: the default one
+    """
     if not AZURITE_BIN.exists():
         pytest.fail(
             f"Azurite is not installed ({AZURITE_BIN} is missing): run `make test` (it runs npm install).",
             pytrace=False,
         )
-    server = Azurite(AZURITE_BIN, workdir, _free_port())
+    server = Azurite(AZURITE_BIN, workdir, _free_port(), accounts)
     server.start()
     try:
         yield server
@@ -213,15 +216,6 @@ def azurite_two_accounts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[A
     Azurite copies blobs server-side only within one instance, so cross-account copies need both
     accounts here. Tests may stop and restart it without disturbing the session's ``azurite``.
     """
-    if not AZURITE_BIN.exists():
-        pytest.fail(
-            f"Azurite is not installed ({AZURITE_BIN} is missing): run `make test` (it runs npm install).",
-            pytrace=False,
-        )
     accounts = {ACCOUNT_NAME: ACCOUNT_KEY, SECOND_ACCOUNT_NAME: SECOND_ACCOUNT_KEY}
-    server = Azurite(AZURITE_BIN, tmp_path_factory.mktemp("azurite-two-accounts"), _free_port(), accounts)
-    server.start()
-    try:
+    with running_azurite(tmp_path_factory.mktemp("azurite-two-accounts"), accounts) as server:
         yield server
-    finally:
-        server.stop()

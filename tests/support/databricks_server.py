@@ -232,15 +232,6 @@ def _required_int(params: dict[str, Any], name: str) -> int:
     return value
 
 
-def _required_str(params: dict[str, Any], name: str) -> str:
-    value = params.get(name)
-    if value is None or value == "":
-        raise _invalid(f"Missing required field: {name}")
-    if not isinstance(value, str):
-        raise _invalid(f"Invalid value for field {name}: expected a string, got {value!r}")
-    return value
-
-
 def _decode_base64(value: Any, name: str) -> bytes:
     if value is None:
         return b""

@@ -51,17 +51,11 @@ def test_bad_recurrences_are_refused(kwargs, message):
         ScheduleRecurrence(**kwargs)
 
 
-def test_datastore_watcher_runs_once_per_batch_of_changes(workspace, blob_datastore, tmp_path, monkeypatch):
-    from airflow.sdk import Connection
+def test_datastore_watcher_runs_once_per_batch_of_changes(blob_datastore, connections, tmp_path):
     from airflow.sdk.exceptions import AirflowSkipException
 
     from aml_airflow_provider.operators.datastore_change import DatastoreChangeOperator
 
-    for record in workspace._deployment.list_connections("aml_"):
-        conn = Connection(
-            conn_id=record.conn_id, conn_type=record.conn_type, password=record.password, extra=record.extra_json
-        )
-        monkeypatch.setenv(f"AIRFLOW_CONN_{record.conn_id.upper()}", conn.as_json())
     data = tmp_path / "incoming"
     data.mkdir()
 

@@ -9,7 +9,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from aml_airflow_provider._names import task_id_for
+from aml_airflow_provider._names import check_description, task_id_for
 from aml_airflow_provider.core.compute import LOCAL_COMPUTE_NAME, ComputeTarget, compute_placement
 from aml_airflow_provider.exceptions import (
     ComputeTargetException,
@@ -117,10 +117,7 @@ class Pipeline:
         if not isinstance(workspace, Workspace):
             raise UserErrorException(f"Pipeline: workspace must be a Workspace, not {type(workspace).__name__}.")
         self._workspace = workspace
-        if description is not None and (not isinstance(description, str) or "\x00" in description):
-            # PostgreSQL, Airflow's usual database, refuses NUL bytes: the DAG could never be stored.
-            raise UserErrorException(f"Pipeline: the description {description!r} must be text without NUL bytes.")
-        self.description = description
+        self.description = check_description(description, "Pipeline")
         if default_datastore is None and kwargs.get("default_datastore_name"):
             default_datastore = Datastore(workspace, kwargs["default_datastore_name"])
         if default_datastore is not None and not isinstance(default_datastore, Datastore):

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import unicodedata
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from aml_airflow_provider.dagfile import ENDPOINT_NAME_RE, DagDocument
+from aml_airflow_provider._names import check_description, has_control_characters
+from aml_airflow_provider.dagfile import DagDocument, check_endpoint_name
 from aml_airflow_provider.exceptions import InvalidNameError, UserErrorException
 from aml_airflow_provider.spec import CONTINUE_CONF_KEY, EXPERIMENT_CONF_KEY, TAGS_CONF_KEY, PipelineSpec
 
@@ -189,15 +189,8 @@ def _check_label(value: object, what: str) -> str:
     """
     if not isinstance(value, str) or not value.strip() or len(value) > 255:
         raise InvalidNameError(f"{what} {value!r}: give 1-255 characters.")
-    if any(unicodedata.category(ch).startswith("C") for ch in value):
+    if has_control_characters(value):
         raise InvalidNameError(f"{what} {value!r}: it contains control characters (NUL, newline, ...); remove them.")
-    return value
-
-
-def check_description(value: object, what: str) -> str | None:
-    """A description: any text but NUL bytes, which PostgreSQL (Airflow's usual database) refuses to store."""
-    if value is not None and (not isinstance(value, str) or "\x00" in value):
-        raise UserErrorException(f"{what}: the description {value!r} must be text without NUL bytes.")
     return value
 
 
@@ -292,11 +285,7 @@ class PipelineEndpoint:
         if args and not isinstance(args[0], str | type(None)):
             values = dict(zip(("pipeline", "description"), args, strict=False))
         values.update({k: v for k, v in kwargs.items() if k in ("description", "pipeline")})
-        if not isinstance(name, str) or not ENDPOINT_NAME_RE.fullmatch(name):
-            raise InvalidNameError(
-                f"Invalid pipeline endpoint name {name!r}: use 1-200 ASCII letters, digits, '_', '.' or '-' "
-                "(it is part of the endpoint's URL)."
-            )
+        check_endpoint_name(name)
         if "pipeline" not in values:
             raise UserErrorException(f"Pipeline endpoint '{name}': publish needs a pipeline.")
         deployment = workspace._deployment
